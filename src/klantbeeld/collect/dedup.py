@@ -1,0 +1,189 @@
+"""messageId de-duplication, the way each engine does it best.
+
+HTTP message ids are remembered for a window (24 h by default); imported ids (stable hashes of file
+rows) forever, so re-importing a file never duplicates. Both survive restarts: ids live in the
+``message_ids`` table, written in the same transaction as the events they admit.
+
+- PostgreSQL: the table's primary key decides, with ``INSERT … ON CONFLICT DO NOTHING RETURNING``, so
+  several processes can ingest into one database safely.
+- DuckDB: one process owns the file, so the window lives in memory (an ordered dict, expired from its
+  old end) and is reloaded from the table at start; permanent ids are checked set-based against the
+  table. A primary key would make every append roughly 40 times slower on DuckDB.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from datetime import datetime, timedelta, timezone
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
+from ..store import Engine, Session
+
+ID_SCHEMA = pa.schema(
+    [
+        ("source_id", pa.string()),
+        ("message_id", pa.string()),
+        ("received_at", pa.timestamp("us", tz="UTC")),
+        ("permanent", pa.bool_()),
+    ]
+)
+
+
+class Deduplicator:
+    """Interface: ``admit`` picks the new ids and records them inside the caller's transaction."""
+
+    def admit(self, session: Session, ids: pa.Table) -> list[bool]:
+        raise NotImplementedError
+
+    def committed(self) -> None:
+        """The transaction that called ``admit`` committed."""
+
+    def rolled_back(self) -> None:
+        """The transaction that called ``admit`` failed: forget what it admitted."""
+
+    def expire(self, session: Session) -> int:
+        """Forget window ids older than the window; return how many rows were removed."""
+        cutoff = datetime.now(timezone.utc) - self.window
+        before = session.fetchone(
+            "SELECT count(*) FROM message_ids WHERE NOT permanent AND received_at < $c", {"c": cutoff}
+        )[0]
+        if before:
+            session.execute(
+                "DELETE FROM message_ids WHERE NOT permanent AND received_at < $c", {"c": cutoff}
+            )
+        return before
+
+    window: timedelta
+
+
+def _first_occurrences(ids: pa.Table) -> list[bool]:
+    """Within one group, only the first message with a given (source, id) can be new."""
+    seen: set[tuple[str, str]] = set()
+    first = []
+    for key in zip(ids.column("source_id").to_pylist(), ids.column("message_id").to_pylist()):
+        first.append(key not in seen)
+        seen.add(key)
+    return first
+
+
+class MemoryWindowDeduplicator(Deduplicator):
+    """DuckDB: the single writer process keeps the window in memory."""
+
+    def __init__(self, engine: Engine, window: timedelta) -> None:
+        self.window = window
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._pending: list[tuple[str, float]] = []
+        self._lock = threading.Lock()
+        cutoff = datetime.now(timezone.utc) - window
+        with engine.session() as s:
+            rows = s.fetchall(
+                "SELECT source_id || chr(31) || message_id, epoch(received_at) FROM message_ids "
+                "WHERE NOT permanent AND received_at >= $c ORDER BY received_at",
+                {"c": cutoff},
+            )
+        for key, at in rows:
+            self._seen[key] = at
+
+    def _prune(self, now: float) -> None:
+        cutoff = now - self.window.total_seconds()
+        while self._seen:
+            key, at = next(iter(self._seen.items()))
+            if at >= cutoff:
+                break
+            self._seen.popitem(last=False)
+
+    def admit(self, session: Session, ids: pa.Table) -> list[bool]:
+        first = _first_occurrences(ids)
+        sources = ids.column("source_id").to_pylist()
+        messages = ids.column("message_id").to_pylist()
+        permanent = ids.column("permanent").to_pylist()
+        received = ids.column("received_at").cast(pa.int64()).to_pylist()
+        new = list(first)
+        known_permanent: set[tuple[str, str]] = set()
+        if any(permanent):
+            wanted = ids.filter(ids.column("permanent"))
+            session_rows = _known_permanent(session, wanted)
+            known_permanent = set(session_rows)
+        now = datetime.now(timezone.utc).timestamp()
+        with self._lock:
+            self._prune(now)
+            for i, (src, mid, perm) in enumerate(zip(sources, messages, permanent)):
+                if not new[i]:
+                    continue
+                if perm:
+                    new[i] = (src, mid) not in known_permanent
+                else:
+                    new[i] = f"{src}\x1f{mid}" not in self._seen
+            self._pending = [
+                (f"{sources[i]}\x1f{messages[i]}", received[i] / 1e6)
+                for i in range(len(new)) if new[i] and not permanent[i]
+            ]
+        session.append("message_ids", ids.filter(pa.array(new, pa.bool_())))
+        return new
+
+    def committed(self) -> None:
+        with self._lock:
+            for key, at in self._pending:
+                self._seen[key] = at
+            self._pending = []
+
+    def rolled_back(self) -> None:
+        self._pending = []
+
+
+def _known_permanent(session: Session, wanted: pa.Table) -> list[tuple[str, str]]:
+    # DuckDB-only path: the Arrow table is visible to the query by its Python name.
+    cur = getattr(session, "_cur")
+    cur.register("_kb_wanted_ids", wanted)
+    try:
+        return cur.execute(
+            "SELECT m.source_id, m.message_id FROM message_ids m "
+            "SEMI JOIN _kb_wanted_ids w ON m.source_id = w.source_id AND m.message_id = w.message_id "
+            "WHERE m.permanent"
+        ).fetchall()
+    finally:
+        cur.unregister("_kb_wanted_ids")
+
+
+class PrimaryKeyDeduplicator(Deduplicator):
+    """PostgreSQL: the primary key of ``message_ids`` decides, safe across processes."""
+
+    def __init__(self, window: timedelta) -> None:
+        self.window = window
+
+    def admit(self, session: Session, ids: pa.Table) -> list[bool]:
+        first = _first_occurrences(ids)
+        candidates = ids.filter(pa.array(first, pa.bool_()))
+        conn = getattr(session, "_conn")
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS _kb_ids (source_id text, message_id text, "
+            "received_at timestamptz, permanent boolean) ON COMMIT DELETE ROWS"
+        )
+        conn.execute("TRUNCATE _kb_ids")
+        buf = io.BytesIO()
+        pa_csv.write_csv(candidates, buf, pa_csv.WriteOptions(include_header=False))
+        with conn.cursor().copy("COPY _kb_ids FROM STDIN (FORMAT csv)") as cp:
+            cp.write(buf.getbuffer())
+        # Expired window ids are replaced in place, so an id may come back after the window.
+        cutoff = datetime.now(timezone.utc) - self.window
+        inserted = conn.execute(
+            "INSERT INTO message_ids AS m SELECT * FROM _kb_ids "
+            "ON CONFLICT (source_id, message_id) DO UPDATE SET received_at = EXCLUDED.received_at, "
+            "permanent = EXCLUDED.permanent "
+            "WHERE NOT m.permanent AND NOT EXCLUDED.permanent AND m.received_at < %s "
+            "RETURNING source_id, message_id",
+            (cutoff,),
+        ).fetchall()
+        admitted = set(inserted)
+        keys = zip(ids.column("source_id").to_pylist(), ids.column("message_id").to_pylist())
+        return [f and key in admitted for f, key in zip(first, keys)]
+
+
+def make_deduplicator(engine: Engine, window: timedelta) -> Deduplicator:
+    if engine.name == "postgres":
+        return PrimaryKeyDeduplicator(window)
+    return MemoryWindowDeduplicator(engine, window)

@@ -1,0 +1,95 @@
+"""From request bodies to raw messages: the per-message work done before the writer.
+
+This is all the Python that touches each message on the hot path: merge the batch-level fields,
+drop the write key, check the size, apply the tracking plan, serialise once with orjson. Field
+validation and normalisation happen later, set-based, in :mod:`klantbeeld.collect.canonical`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from . import plans
+from .reasons import describe
+from .sources import Source
+
+
+@dataclass
+class Refusal:
+    code: str
+    message: str
+    payload: str
+
+
+@dataclass
+class Prepared:
+    """Messages ready for the writer: ``raws[i]`` is None when message i was refused already."""
+
+    raws: list[bytes | None] = field(default_factory=list)
+    refusals: dict[int, Refusal] = field(default_factory=dict)
+    violations: list[tuple[int, list[str]]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.raws)
+
+
+def _as_text(message: Any) -> str:
+    try:
+        return orjson.dumps(message).decode()
+    except TypeError:
+        return repr(message)
+
+
+def prepare_messages(
+    messages: list[Any],
+    source: Source,
+    max_message_bytes: int,
+    batch_fields: dict[str, Any] | None = None,
+    force_type: str | None = None,
+) -> Prepared:
+    """Turn decoded messages into raw JSON bytes, refusing what cannot be stored as a message."""
+    out = Prepared()
+    context = integrations = sent_at = None
+    if batch_fields:
+        context = batch_fields.get("context") if isinstance(batch_fields.get("context"), dict) else None
+        integrations = batch_fields.get("integrations")
+        integrations = integrations if isinstance(integrations, dict) else None
+        sent_at = batch_fields.get("sentAt")
+    plan = source.tracking_plan
+    for pos, message in enumerate(messages):
+        if not isinstance(message, dict):
+            out.raws.append(None)
+            out.refusals[pos] = Refusal("not_an_object", describe("not_an_object"), _as_text(message))
+            continue
+        message.pop("writeKey", None)  # a credential never enters the event store
+        if force_type is not None:
+            message["type"] = force_type
+        if context is not None:
+            own = message.get("context")
+            message["context"] = {**context, **own} if isinstance(own, dict) else dict(context)
+        if integrations is not None and "integrations" not in message:
+            message["integrations"] = integrations
+        if sent_at is not None and "sentAt" not in message:
+            message["sentAt"] = sent_at
+        raw = orjson.dumps(message)
+        code = None
+        detail = None
+        if len(raw) > max_message_bytes:
+            code, detail = "message_too_large", f"{len(raw)} bytes, limit {max_message_bytes}"
+        elif b"\\u0000" in raw:
+            code = "invalid_character"
+        elif plan:
+            code, errors = plans.check(plan, message)
+            if code:
+                detail = "; ".join(errors)
+            elif errors:
+                out.violations.append((pos, errors))
+        if code:
+            out.raws.append(None)
+            out.refusals[pos] = Refusal(code, describe(code, detail), raw.decode())
+        else:
+            out.raws.append(raw)
+    return out

@@ -1,0 +1,303 @@
+"""The ingestion writer: many requests, one transaction, then the acknowledgement.
+
+Every message, whatever its origin, ends here. :meth:`Ingestor.ingest` takes a group of jobs and, in
+one transaction, appends the accepted events, the refused ones (to ``failed_events``, with the
+reason), the message ids and the per-source counters. Only after the commit does any job get its
+outcome, so a 2xx answer always means the event is on disk.
+
+In the server a single thread runs the writer (DuckDB allows one writer; on PostgreSQL one writer per
+process keeps commits large). Requests queue jobs and wait; the thread takes everything queued since
+its last commit into the next one — group commit, so the commit cost is paid once per group, not once
+per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..store import Engine, Session
+from .canonical import EVENT_COLUMNS, INPUT_SCHEMA, Canonicaliser
+from .dedup import ID_SCHEMA, make_deduplicator
+from .prepare import Prepared
+from .reasons import describe
+from .sources import Source
+
+log = logging.getLogger(__name__)
+
+FAILED_COLUMNS = [
+    "source_id", "origin", "received_at", "message_id", "event_type", "reason_code", "reason",
+    "payload", "detail", "status", "attempts", "last_attempt_at",
+]
+
+
+@dataclass
+class Job:
+    """Messages of one source received together (one request, one file chunk, one replay)."""
+
+    source: Source
+    prepared: Prepared
+    origin: str = "http"
+    received_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    permanent_ids: bool = False
+    details: dict[int, dict[str, Any]] | None = None  # per position, e.g. {"line": 12}
+    received_at_by_pos: dict[int, datetime] | None = None  # replays keep their first receipt time
+
+
+@dataclass
+class Failure:
+    pos: int
+    code: str
+    message: str
+    message_id: str | None = None
+
+
+@dataclass
+class Outcome:
+    accepted: int = 0
+    duplicates: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    accepted_positions: list[int] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+
+class Ingestor:
+    """Turns jobs into stored events. ``ingest`` is synchronous; ``start``/``submit`` add the thread."""
+
+    def __init__(self, engine: Engine, dedup_window: timedelta, max_rows: int = 20_000) -> None:
+        self.engine = engine
+        self.max_rows = max_rows
+        self._canon = Canonicaliser()
+        self._dedup = make_deduplicator(engine, dedup_window)
+        self._queue: queue.Queue[tuple[Job, Future] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._last_expiry = time.monotonic()
+
+    # -- the synchronous core ------------------------------------------------------------------
+    def ingest(self, jobs: list[Job]) -> list[Outcome]:
+        outcomes = [Outcome() for _ in jobs]
+        batch = self._input_table(jobs)
+        rows = self._canon.run(batch) if batch.num_rows else None
+        stats: dict[str, Counter] = {}
+        last_event: dict[str, datetime] = {}
+        failed_rows: list[dict[str, Any]] = []
+        now = datetime.now(timezone.utc)
+
+        def fail(j: int, pos: int, code: str, message: str, payload: str, mid: str | None,
+                 etype: str | None, received: datetime) -> None:
+            job = jobs[j]
+            outcomes[j].failures.append(Failure(pos, code, message, mid))
+            stats.setdefault(job.source.source_id, Counter())["failed"] += 1
+            detail = (job.details or {}).get(pos)
+            failed_rows.append({
+                "source_id": job.source.source_id, "origin": job.origin, "received_at": received,
+                "message_id": mid, "event_type": etype, "reason_code": code, "reason": message,
+                "payload": payload, "detail": orjson.dumps(detail).decode() if detail else None,
+                "status": "failed", "attempts": 1, "last_attempt_at": now,
+            })
+
+        for j, job in enumerate(jobs):
+            for pos, refusal in job.prepared.refusals.items():
+                fail(j, pos, refusal.code, refusal.message, refusal.payload, None, None,
+                     self._received(job, pos))
+
+        accepted = None
+        if rows is not None:
+            bad = rows.filter(pc.is_valid(rows.column("error_code")))
+            for r in bad.select(["job", "pos", "error_code", "payload", "message_id", "type",
+                                 "received_at"]).to_pylist():
+                fail(r["job"], r["pos"], r["error_code"], describe(r["error_code"]), r["payload"],
+                     r["message_id"], r["type"], r["received_at"])
+            accepted = rows.filter(pc.is_null(rows.column("error_code")))
+
+        with self.engine.transaction() as tx:
+            try:
+                if accepted is not None and accepted.num_rows:
+                    ids = pa.table({
+                        "source_id": accepted.column("source_id"),
+                        "message_id": accepted.column("message_id"),
+                        "received_at": accepted.column("received_at"),
+                        "permanent": pa.array([jobs[j].permanent_ids for j in
+                                               accepted.column("job").to_pylist()], pa.bool_()),
+                    }, schema=ID_SCHEMA)
+                    new = self._dedup.admit(tx, ids)
+                    self._count(jobs, outcomes, accepted, new, stats, last_event)
+                    accepted = accepted.filter(pa.array(new, pa.bool_()))
+                    tx.append("events", accepted.select(EVENT_COLUMNS))
+                if failed_rows:
+                    tx.append("failed_events", pa.Table.from_pylist(failed_rows, _FAILED_SCHEMA))
+                self._record_violations(tx, jobs, accepted)
+                self._update_stats(tx, stats, last_event, now)
+            except BaseException:
+                self._dedup.rolled_back()
+                raise
+        self._dedup.committed()
+        return outcomes
+
+    @staticmethod
+    def _received(job: Job, pos: int) -> datetime:
+        if job.received_at_by_pos and pos in job.received_at_by_pos:
+            return job.received_at_by_pos[pos]
+        return job.received_at
+
+    def _input_table(self, jobs: list[Job]) -> pa.Table:
+        cols: dict[str, list] = {name: [] for name in INPUT_SCHEMA.names}
+        for j, job in enumerate(jobs):
+            for pos, raw in enumerate(job.prepared.raws):
+                if raw is None:
+                    continue
+                cols["job"].append(j)
+                cols["pos"].append(pos)
+                cols["source_id"].append(job.source.source_id)
+                cols["channel"].append(job.source.channel)
+                cols["origin"].append(job.origin)
+                cols["received_at"].append(self._received(job, pos))
+                cols["raw"].append(raw)
+        arrays = [pa.array(cols[f.name], f.type) if f.name != "raw"
+                  else pa.array(cols["raw"], pa.binary()).cast(pa.string())
+                  for f in INPUT_SCHEMA]
+        return pa.Table.from_arrays(arrays, schema=INPUT_SCHEMA)
+
+    @staticmethod
+    def _count(jobs, outcomes, accepted, new, stats, last_event) -> None:
+        job_ids = accepted.column("job").to_pylist()
+        positions = accepted.column("pos").to_pylist()
+        stamps = accepted.column("timestamp").to_pylist()
+        for j, pos, ts, is_new in zip(job_ids, positions, stamps, new):
+            sid = jobs[j].source.source_id
+            if is_new:
+                outcomes[j].accepted += 1
+                outcomes[j].accepted_positions.append(pos)
+                stats.setdefault(sid, Counter())["accepted"] += 1
+                if sid not in last_event or ts > last_event[sid]:
+                    last_event[sid] = ts
+            else:
+                outcomes[j].duplicates += 1
+                stats.setdefault(sid, Counter())["duplicates"] += 1
+
+    @staticmethod
+    def _record_violations(tx: Session, jobs: list[Job], accepted: pa.Table | None) -> None:
+        if accepted is None or not any(job.prepared.violations for job in jobs):
+            return
+        where = {(j, p): i for i, (j, p) in enumerate(zip(accepted.column("job").to_pylist(),
+                                                          accepted.column("pos").to_pylist()))}
+        rows = []
+        for j, job in enumerate(jobs):
+            for pos, errors in job.prepared.violations:
+                i = where.get((j, pos))
+                if i is None:
+                    continue  # refused later or a duplicate: nothing stored to annotate
+                rows.append({
+                    "source_id": job.source.source_id,
+                    "message_id": accepted.column("message_id")[i].as_py(),
+                    "event_type": accepted.column("type")[i].as_py(),
+                    "event": accepted.column("event")[i].as_py(),
+                    "errors": orjson.dumps(errors).decode(),
+                    "received_at": accepted.column("received_at")[i].as_py(),
+                })
+        if rows:
+            tx.append("plan_violations", pa.Table.from_pylist(rows))
+
+    @staticmethod
+    def _update_stats(tx: Session, stats, last_event, now) -> None:
+        for sid, counts in stats.items():
+            tx.execute(
+                "UPDATE source_stats SET accepted = accepted + $a, duplicates = duplicates + $d, "
+                "failed = failed + $f, last_received_at = $now, "
+                "last_event_at = CASE WHEN CAST($le AS TIMESTAMPTZ) IS NULL THEN last_event_at "
+                "WHEN last_event_at IS NULL OR last_event_at < CAST($le AS TIMESTAMPTZ) "
+                "THEN CAST($le AS TIMESTAMPTZ) ELSE last_event_at END WHERE source_id = $sid",
+                {"a": counts["accepted"], "d": counts["duplicates"], "f": counts["failed"],
+                 "now": now, "le": last_event.get(sid), "sid": sid},
+            )
+
+    def expire_ids(self) -> int:
+        with self.engine.transaction() as tx:
+            return self._dedup.expire(tx)
+
+    # -- the writer thread ---------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="klantbeeld-writer", daemon=True)
+            self._thread.start()
+
+    def submit(self, job: Job) -> Future:
+        """Queue a job for the writer thread; the future resolves to its Outcome after commit."""
+        if self._thread is None:
+            raise RuntimeError("the writer is not running; call start() first")
+        fut: Future = Future()
+        self._queue.put((job, fut))
+        return fut
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            group = [item]
+            rows = len(item[0].prepared)
+            stop = False
+            while rows < self.max_rows:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                group.append(nxt)
+                rows += len(nxt[0].prepared)
+            self._commit_group(group)
+            if time.monotonic() - self._last_expiry > 300:
+                self._last_expiry = time.monotonic()
+                try:
+                    self.expire_ids()
+                except Exception:  # expiry is housekeeping; ingestion must go on
+                    log.exception("expiring old message ids failed")
+            if stop:
+                return
+
+    def _commit_group(self, group: list[tuple[Job, Future]]) -> None:
+        try:
+            outcomes = self.ingest([job for job, _ in group])
+        except Exception as exc:
+            log.exception("a commit of %d jobs failed; none was acknowledged", len(group))
+            for _, fut in group:
+                fut.set_exception(exc)
+            return
+        for (_, fut), outcome in zip(group, outcomes):
+            fut.set_result(outcome)
+
+    def stop(self) -> None:
+        """Finish what is queued, then stop the thread. Nothing queued is lost."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def close(self) -> None:
+        self.stop()
+        self._canon.close()
+
+
+_FAILED_SCHEMA = pa.schema([
+    ("source_id", pa.string()), ("origin", pa.string()),
+    ("received_at", pa.timestamp("us", tz="UTC")), ("message_id", pa.string()),
+    ("event_type", pa.string()), ("reason_code", pa.string()), ("reason", pa.string()),
+    ("payload", pa.string()), ("detail", pa.string()), ("status", pa.string()),
+    ("attempts", pa.int32()), ("last_attempt_at", pa.timestamp("us", tz="UTC")),
+])

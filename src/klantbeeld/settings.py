@@ -1,0 +1,51 @@
+"""One typed settings object for every entry point (CLI, server, Python API).
+
+Values come, in order of precedence, from explicit arguments (CLI flags), environment variables
+prefixed ``KLANTBEELD_`` and the defaults below. Nothing is read at import time: call
+:func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Settings for one Klantbeeld deployment. Every field is documented in docs/settings.md."""
+
+    model_config = SettingsConfigDict(env_prefix="KLANTBEELD_", extra="ignore")
+
+    home: Path = Field(Path("klantbeeld-data"), description="Data directory (DuckDB file, exports).")
+    database_url: str | None = Field(
+        None,
+        description="postgresql://… for PostgreSQL, duckdb:///path or a file path for DuckDB. "
+        "Default: klantbeeld.duckdb in the data directory.",
+    )
+    env: Literal["dev", "prod"] = Field("dev", description="dev or prod.")
+    host: str = Field("127.0.0.1", description="Address `klantbeeld serve` binds to.")
+    port: int = Field(8000, description="Port `klantbeeld serve` listens on.")
+
+    dedup_window_hours: float = Field(24.0, gt=0, description="messageId de-duplication window.")
+    max_message_bytes: int = Field(32 * 1024, gt=0, description="Largest accepted single message.")
+    max_batch_bytes: int = Field(500 * 1024, gt=0, description="Largest accepted request body.")
+    max_batch_messages: int = Field(2500, gt=0, description="Most messages in one batch.")
+    commit_max_rows: int = Field(
+        20_000, gt=0, description="Most events the writer groups into one commit."
+    )
+    postgres_pool_size: int = Field(8, gt=0, description="Connections per process (PostgreSQL).")
+
+    def resolved_database_url(self) -> str:
+        """The database URL in effect: the explicit one, or the DuckDB file in ``home``."""
+        if self.database_url:
+            return self.database_url
+        return f"duckdb:///{(self.home / 'klantbeeld.duckdb').as_posix()}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment, with ``overrides`` (None values ignored) on top."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**given)

@@ -1,0 +1,111 @@
+"""The embedded engine: one DuckDB file, opened by one process at a time.
+
+DuckDB allows a single writing process per file; inside it, each session runs on its own cursor, so
+reads and the event writer work side by side. A second process gets a clear error, not a hang.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import pyarrow as pa
+
+from .engine import Engine, Params, Session
+from .errors import StoreError, StoreLockedError
+
+
+class DuckDBSession(Session):
+    engine_name = "duckdb"
+    _names = itertools.count()
+
+    def __init__(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        self._cur = cursor
+
+    def execute(self, sql: str, params: Params = None) -> None:
+        self._cur.execute(sql, params)
+
+    def fetchall(self, sql: str, params: Params = None) -> list[tuple]:
+        return self._cur.execute(sql, params).fetchall()
+
+    def fetch_with_columns(self, sql: str, params: Params = None) -> tuple[list[str], list[tuple]]:
+        cur = self._cur.execute(sql, params)
+        columns = [d[0] for d in cur.description] if cur.description else []
+        return columns, cur.fetchall()
+
+    def fetch_arrow(self, sql: str, params: Params = None) -> pa.Table:
+        return self._cur.sql(sql, params=params).to_arrow_table()
+
+    def append(self, table: str, data: pa.Table) -> None:
+        if data.num_rows == 0:
+            return
+        view = f"_kb_append_{next(self._names)}"
+        columns = ", ".join(f'"{c}"' for c in data.column_names)
+        self._cur.register(view, data)
+        try:
+            self._cur.execute(f'INSERT INTO "{table}" ({columns}) SELECT {columns} FROM "{view}"')
+        finally:
+            self._cur.unregister(view)
+
+
+class DuckDBEngine(Engine):
+    name = "duckdb"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.url = f"duckdb:///{self.path.as_posix()}"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(str(self.path))
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise StoreLockedError(
+                    f"the database {self.path} is in use by another process (a running "
+                    "`klantbeeld serve`?). DuckDB allows one process per file: stop that process, "
+                    "or use the HTTP API, or move to PostgreSQL for several processes."
+                ) from exc
+            raise StoreError(f"cannot open {self.path}: {exc}") from exc
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        if self._closed:
+            raise StoreError("the store is closed")
+        with self._lock:
+            return self._con.cursor()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        cur = self._cursor()
+        try:
+            yield DuckDBSession(cur)
+        finally:
+            cur.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        cur = self._cursor()
+        try:
+            cur.begin()
+            try:
+                yield DuckDBSession(cur)
+            except BaseException:
+                cur.rollback()
+                raise
+            cur.commit()
+        finally:
+            cur.close()
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database file."""
+        with self.session() as s:
+            s.execute("CHECKPOINT")
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._con.close()

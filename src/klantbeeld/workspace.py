@@ -1,0 +1,77 @@
+"""A workspace: one store with its schema, sources and keys — the object the CLI, the server and the
+Python API all start from.
+
+    from klantbeeld.workspace import Workspace
+    with Workspace.open(home="klantbeeld-data") as ws:
+        print(ws.status())
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import cached_property
+from typing import Any
+
+from .collect.sources import CHANNELS, create_key, create_source, list_sources
+from .collect.writer import Ingestor
+from .settings import Settings, load_settings
+from .store import Engine, migrate, open_engine
+
+
+class Workspace:
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+
+    @classmethod
+    def open(cls, settings: Settings | None = None, **overrides: Any) -> "Workspace":
+        """Open (and migrate) the store the settings name."""
+        settings = settings or load_settings(**overrides)
+        settings.home.mkdir(parents=True, exist_ok=True)
+        engine = open_engine(settings.resolved_database_url(), settings.postgres_pool_size)
+        try:
+            migrate(engine)
+        except Exception:
+            engine.close()
+            raise
+        return cls(settings, engine)
+
+    @cached_property
+    def ingestor(self) -> Ingestor:
+        return Ingestor(
+            self.engine,
+            timedelta(hours=self.settings.dedup_window_hours),
+            max_rows=self.settings.commit_max_rows,
+        )
+
+    def init(self, channels: list[str]) -> dict[str, Any]:
+        """Make the admin key and one source per channel asked for (named after the channel).
+
+        Channels that already have a source of that name are skipped, so ``init`` can be re-run.
+        """
+        for channel in channels:
+            if channel not in CHANNELS:
+                raise ValueError(f"unknown channel {channel!r}; expected one of {', '.join(CHANNELS)}")
+        with self.engine.transaction() as tx:
+            admin_key = create_key(tx, "admin", label="admin key made by init")
+        existing = {s.name for s in list_sources(self.engine)}
+        made = []
+        for channel in channels:
+            if channel in existing:
+                continue
+            source, key = create_source(self.engine, channel, channel)
+            made.append({"name": source.name, "channel": source.channel, "write_key": key,
+                         "source_id": source.source_id})
+        return {"admin_key": admin_key, "sources": made,
+                "database": self.engine.url if self.engine.name == "duckdb" else "postgresql"}
+
+    def close(self) -> None:
+        if "ingestor" in self.__dict__:
+            self.ingestor.close()
+        self.engine.close()
+
+    def __enter__(self) -> "Workspace":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
