@@ -42,6 +42,7 @@ class Workspace:
             self.engine,
             timedelta(hours=self.settings.dedup_window_hours),
             max_rows=self.settings.commit_max_rows,
+            max_message_bytes=self.settings.max_message_bytes,
         )
 
     def init(self, channels: list[str]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 import pyarrow as pa
@@ -53,6 +53,9 @@ class Job:
     permanent_ids: bool = False
     details: dict[int, dict[str, Any]] | None = None  # per position, e.g. {"line": 12}
     received_at_by_pos: dict[int, datetime] | None = None  # replays keep their first receipt time
+    record_failures: bool = True  # replays update their failed entry instead of adding one
+    # Runs inside the commit that stores this job, after everything else (replays settle here).
+    on_commit: Callable[[Session, "Outcome"], None] | None = None
 
 
 @dataclass
@@ -78,9 +81,11 @@ class Outcome:
 class Ingestor:
     """Turns jobs into stored events. ``ingest`` is synchronous; ``start``/``submit`` add the thread."""
 
-    def __init__(self, engine: Engine, dedup_window: timedelta, max_rows: int = 20_000) -> None:
+    def __init__(self, engine: Engine, dedup_window: timedelta, max_rows: int = 20_000,
+                 max_message_bytes: int = 32 * 1024) -> None:
         self.engine = engine
         self.max_rows = max_rows
+        self.max_message_bytes = max_message_bytes
         self._canon = Canonicaliser()
         self._dedup = make_deduplicator(engine, dedup_window)
         self._queue: queue.Queue[tuple[Job, Future] | None] = queue.Queue()
@@ -89,6 +94,7 @@ class Ingestor:
 
     # -- the synchronous core ------------------------------------------------------------------
     def ingest(self, jobs: list[Job]) -> list[Outcome]:
+        """Store a group of jobs in one transaction; return one outcome per job, in order."""
         outcomes = [Outcome() for _ in jobs]
         batch = self._input_table(jobs)
         rows = self._canon.run(batch) if batch.num_rows else None
@@ -101,6 +107,8 @@ class Ingestor:
                  etype: str | None, received: datetime) -> None:
             job = jobs[j]
             outcomes[j].failures.append(Failure(pos, code, message, mid))
+            if not job.record_failures:
+                return
             stats.setdefault(job.source.source_id, Counter())["failed"] += 1
             detail = (job.details or {}).get(pos)
             failed_rows.append({
@@ -142,6 +150,9 @@ class Ingestor:
                     tx.append("failed_events", pa.Table.from_pylist(failed_rows, _FAILED_SCHEMA))
                 self._record_violations(tx, jobs, accepted)
                 self._update_stats(tx, stats, last_event, now)
+                for job, outcome in zip(jobs, outcomes):
+                    if job.on_commit is not None:
+                        job.on_commit(tx, outcome)
             except BaseException:
                 self._dedup.rolled_back()
                 raise
@@ -242,6 +253,12 @@ class Ingestor:
         fut: Future = Future()
         self._queue.put((job, fut))
         return fut
+
+    def run(self, job: Job) -> Outcome:
+        """Store one job: through the writer thread when it runs, else directly. Blocks."""
+        if self._thread is not None:
+            return self.submit(job).result()
+        return self.ingest([job])[0]
 
     def _run(self) -> None:
         while True:

@@ -1,0 +1,74 @@
+"""The HTTP application: ``create_app(settings)`` assembles each capability's routes.
+
+Nothing happens at import time. The store opens, migrates and starts its writer when the app starts
+(the lifespan), and the writer drains its queue before the store closes on shutdown.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import __version__
+from .collect.admin_api import router as collect_admin_router
+from .collect.api import router as collect_router
+from .collect.ratelimit import RateLimiter
+from .collect.sources import KeyRing
+from .http import ApiError, error_response, json_response
+from .settings import Settings, load_settings
+from .workspace import Workspace
+
+
+def create_app(settings: Settings | None = None, workspace: Workspace | None = None) -> FastAPI:
+    """Build the app. Pass a workspace to share an open store (tests, embedding)."""
+    settings = settings or (workspace.settings if workspace else load_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        ws = workspace or Workspace.open(settings)
+        app.state.workspace = ws
+        app.state.settings = ws.settings
+        app.state.engine = ws.engine
+        app.state.keyring = KeyRing(ws.engine)
+        app.state.ratelimiter = RateLimiter()
+        app.state.ingestor = ws.ingestor
+        ws.ingestor.start()
+        try:
+            yield
+        finally:
+            ws.ingestor.stop()
+            if workspace is None:
+                ws.close()
+
+    app = FastAPI(
+        title="Klantbeeld",
+        version=__version__,
+        description="Customer Data Platform: collection (Segment-compatible), sources, failed events.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError):
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return error_response(422, "invalid_request", f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.get("/health", operation_id="health", tags=["meta"])
+    def health():
+        return json_response({"status": "ok", "version": __version__})
+
+    app.include_router(collect_router)
+    app.include_router(collect_admin_router)
+    return app

@@ -1,0 +1,79 @@
+"""The ``klantbeeld`` command. Each capability owns its commands; this module only assembles them."""
+
+from __future__ import annotations
+
+import click
+
+from . import __version__
+from .cli_support import json_option, open_workspace, print_json, store_options, user_errors
+from .collect.cli import failed_group, sources_group, status_command
+from .collect.sources import CHANNELS
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="klantbeeld")
+def main() -> None:
+    """Klantbeeld: one view of every customer, from every source you own."""
+
+
+@main.command("init")
+@click.option("--channel", "channels", multiple=True, type=click.Choice(CHANNELS),
+              help="Make a source for this channel (repeatable) [default: all channels].")
+@store_options
+@json_option
+@user_errors(ValueError)
+def init_command(channels, home, database_url, as_json) -> None:
+    """Create a workspace: the schema, an admin key and one source per channel."""
+    with open_workspace(home, database_url) as ws:
+        result = ws.init(list(channels) or list(CHANNELS))
+    if as_json:
+        print_json(result)
+        return
+    click.echo(f"workspace ready: {result['database']}")
+    click.echo(f"admin key: {result['admin_key']}")
+    for source in result["sources"]:
+        click.echo(f"source {source['name']:<10} write key: {source['write_key']}")
+    click.echo("keep these keys: only their hashes are stored")
+
+
+@main.command("serve")
+@click.option("--host", envvar="KLANTBEELD_HOST", default="127.0.0.1", show_default=True)
+@click.option("--port", envvar="KLANTBEELD_PORT", type=int, default=8000, show_default=True)
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@store_options
+def serve_command(host, port, log_level, home, database_url) -> None:
+    """Run the HTTP API (collection, sources, status, failed events)."""
+    import uvicorn
+
+    from .app import create_app
+    from .settings import load_settings
+
+    settings = load_settings(home=home, database_url=database_url, host=host, port=port)
+    click.echo(f"Klantbeeld {__version__} on http://{host}:{port} "
+               f"(docs at http://{host}:{port}/docs)")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level,
+                access_log=False, timeout_graceful_shutdown=30)
+
+
+main.add_command(sources_group)
+main.add_command(status_command)
+main.add_command(failed_group)
+
+
+def _optional(module: str, name: str) -> None:
+    """Commands of capabilities that may not be built yet register here when present."""
+    import importlib
+
+    try:
+        command = getattr(importlib.import_module(module, __package__), name)
+    except (ImportError, AttributeError):
+        return
+    main.add_command(command)
+
+
+_optional(".demo.cli", "demo_data")
+_optional(".collect.importer.cli", "import_command")
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,194 @@
+"""The collection API: Segment's HTTP Tracking API, so existing Segment and RudderStack SDKs work by
+pointing their host at Klantbeeld.
+
+Per request: size caps, gzip, write-key auth, the source's rate limit, then the messages go to the
+writer and the answer waits for the commit. Per message: a message that cannot be stored as an event
+goes to the failed-events store with its reason; the rest of the batch lands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from ..http import ApiError, error_response, json_response, key_from_headers
+from .prepare import Prepared, Refusal, prepare_messages
+from .ratelimit import retry_after_header
+from .reasons import describe
+from .sources import Principal, Source
+from .writer import Job, Outcome
+
+router = APIRouter(tags=["collect"])
+
+SINGLE_TYPES = {
+    "identify": "identify", "track": "track", "page": "page", "screen": "screen",
+    "group": "group", "alias": "alias", "i": "identify", "t": "track", "p": "page",
+    "g": "group", "a": "alias",
+}
+
+_MESSAGE_SCHEMA = {
+    "type": "object",
+    "description": "A Segment-spec message (identify, track, page, screen, group, alias).",
+    "additionalProperties": True,
+    "properties": {
+        "type": {"type": "string"}, "messageId": {"type": "string"},
+        "userId": {"type": ["string", "number"]}, "anonymousId": {"type": ["string", "number"]},
+        "event": {"type": "string"}, "timestamp": {"type": "string", "format": "date-time"},
+        "sentAt": {"type": "string"}, "context": {"type": "object"},
+        "properties": {"type": "object"}, "traits": {"type": "object"},
+        "writeKey": {"type": "string"},
+    },
+}
+_BATCH_SCHEMA = {
+    "type": "object",
+    "required": ["batch"],
+    "properties": {
+        "batch": {"type": "array", "items": _MESSAGE_SCHEMA},
+        "context": {"type": "object"}, "integrations": {"type": "object"},
+        "sentAt": {"type": "string"}, "writeKey": {"type": "string"},
+    },
+}
+
+
+def _doc(schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
+        "responses": {
+            "400": {"description": "Invalid JSON, oversize batch, or (single message) refused."},
+            "401": {"description": "Missing or unknown write key."},
+            "413": {"description": "Request body over the limit."},
+            "429": {"description": "The source's rate limit; see Retry-After."},
+        },
+    }
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if request.headers.get("content-encoding", "").lower() == "gzip":
+        inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header
+        try:
+            body = inflater.decompress(body, limit + 1)
+        except zlib.error:
+            raise ApiError(400, "invalid_gzip", "the body is not valid gzip") from None
+        if len(body) > limit or inflater.unconsumed_tail:
+            raise ApiError(413, "payload_too_large", f"decompressed body over {limit} bytes")
+    return body
+
+
+def _principal(request: Request, body_key: Any) -> Principal:
+    keyring = request.app.state.keyring
+    tried = False
+    for key in (key_from_headers(request), body_key if isinstance(body_key, str) else None):
+        if not key:
+            continue
+        tried = True
+        principal = keyring.resolve(key)
+        if principal is not None and principal.role == "write" and principal.source is not None:
+            return principal
+    message = "unknown or revoked write key" if tried else (
+        "send the source's write key: HTTP Basic (key as user name) or writeKey in the body"
+    )
+    raise ApiError(401, "unauthorized", message)
+
+
+async def _ingest(request: Request, kind: str) -> Response:
+    state = request.app.state
+    settings = state.settings
+    received_at = datetime.now(timezone.utc)
+    body = await _read_body(request, settings.max_batch_bytes)
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        await _store_unparseable(request, body, str(exc), received_at)
+        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "the request body must be a JSON object")
+    principal = _principal(request, data.get("writeKey"))
+    source: Source = principal.source  # type: ignore[assignment]
+    if source.disabled:
+        raise ApiError(403, "source_disabled", f"the source {source.name!r} is disabled")
+
+    if kind in ("batch", "import"):
+        messages = data.get("batch")
+        if not isinstance(messages, list):
+            raise ApiError(400, "invalid_batch", "a batch body needs a list under \"batch\"")
+        if len(messages) > settings.max_batch_messages:
+            raise ApiError(400, "batch_too_large",
+                           f"{len(messages)} messages; at most {settings.max_batch_messages} per batch")
+        prepared = prepare_messages(messages, source, settings.max_message_bytes, batch_fields=data)
+    else:
+        prepared = prepare_messages([data], source, settings.max_message_bytes,
+                                    force_type=SINGLE_TYPES[kind])
+
+    wait = state.ratelimiter.take(source.source_id, source.rate_limit, len(prepared))
+    if wait:
+        raise ApiError(429, "rate_limited",
+                       f"source {source.name!r} is limited to {source.rate_limit:g} events/s",
+                       headers={"Retry-After": retry_after_header(wait)})
+
+    outcome = await _submit(request, Job(source, prepared, origin="http", received_at=received_at))
+    if kind in ("batch", "import"):
+        return json_response({
+            "success": True, "accepted": outcome.accepted, "duplicates": outcome.duplicates,
+            "failed": [{"index": f.pos, "code": f.code, "message": f.message}
+                       for f in sorted(outcome.failures, key=lambda f: f.pos)],
+        })
+    if outcome.failures:
+        failure = outcome.failures[0]
+        return error_response(400, failure.code, failure.message + " (kept in failed events)")
+    return json_response({"success": True, "duplicate": outcome.duplicates > 0})
+
+
+async def _submit(request: Request, job: Job) -> Outcome:
+    try:
+        return await asyncio.wrap_future(request.app.state.ingestor.submit(job))
+    except Exception as exc:  # nothing was acknowledged: the client may safely retry
+        raise ApiError(503, "store_unavailable",
+                       f"the events could not be stored, retry later: {exc}") from exc
+
+
+async def _store_unparseable(request: Request, body: bytes, error: str, received_at: datetime) -> None:
+    """Keep a body that is not JSON in failed events, when its sender is known from the header."""
+    key = key_from_headers(request)
+    principal = request.app.state.keyring.resolve(key) if key else None
+    if principal is None or principal.role != "write" or principal.source is None:
+        return
+    text = body.decode("utf-8", errors="backslashreplace")
+    prepared = Prepared(raws=[None], refusals={0: Refusal("invalid_json",
+                                                          describe("invalid_json", error), text)})
+    await _submit(request, Job(principal.source, prepared, origin="http", received_at=received_at))
+
+
+def _route(path: str, kind: str, schema: dict[str, Any], summary: str, name: str) -> None:
+    async def endpoint(request: Request) -> Response:
+        return await _ingest(request, kind)
+
+    endpoint.__name__ = name
+    router.add_api_route(path, endpoint, methods=["POST"], summary=summary, operation_id=name,
+                         openapi_extra=_doc(schema))
+
+
+for _kind in ("identify", "track", "page", "screen", "group", "alias"):
+    _route(f"/v1/{_kind}", _kind, _MESSAGE_SCHEMA, f"Collect one {_kind} message", f"collect_{_kind}")
+for _short, _kind in (("i", "identify"), ("t", "track"), ("p", "page"), ("g", "group"),
+                      ("a", "alias")):
+    _route(f"/v1/{_short}", _short, _MESSAGE_SCHEMA, f"Collect one {_kind} message (short path)",
+           f"collect_{_kind}_short")
+_route("/v1/batch", "batch", _BATCH_SCHEMA, "Collect a batch of messages", "collect_batch")
+_route("/v1/import", "import", _BATCH_SCHEMA, "Collect a batch of historical messages",
+       "collect_import")

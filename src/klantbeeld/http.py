@@ -1,0 +1,73 @@
+"""HTTP plumbing shared by every capability's routes: ``{code, message}`` errors and key checks.
+
+Keys come as ``Authorization: Bearer <key>`` or HTTP Basic with the key as user name (what the
+Segment and RudderStack SDKs send). A route names the roles it admits; anything else is 401 (no or
+unknown key) or 403 (a key of another role).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any, Callable
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+
+from .collect.sources import KeyRing, Principal
+
+
+class ApiError(Exception):
+    """An error answered as ``{"code": ..., "message": ...}`` with an HTTP status."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+def error_response(status: int, code: str, message: str,
+                   headers: dict[str, str] | None = None) -> Response:
+    return json_response({"code": code, "message": message}, status, headers)
+
+
+def key_from_headers(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    scheme = scheme.lower()
+    if scheme == "bearer":
+        return value.strip() or None
+    if scheme == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return decoded.split(":", 1)[0] or None
+    return None
+
+
+def require(*roles: str) -> Callable[[Request], Principal]:
+    """A FastAPI dependency admitting keys of the given roles."""
+
+    def dependency(request: Request) -> Principal:
+        key = key_from_headers(request)
+        if key is None:
+            raise ApiError(401, "unauthorized",
+                           "send an API key: Authorization: Bearer <key> (or Basic, key as user)")
+        keyring: KeyRing = request.app.state.keyring
+        principal = keyring.resolve(key)
+        if principal is None:
+            raise ApiError(401, "unauthorized", "unknown or revoked API key")
+        if principal.role not in roles:
+            raise ApiError(403, "forbidden",
+                           f"a {principal.role} key may not do this; it needs one of: {', '.join(roles)}")
+        return principal
+
+    return dependency

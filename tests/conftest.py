@@ -1,0 +1,138 @@
+"""Shared fixtures: both engines for every store test, a real PostgreSQL, live servers.
+
+PostgreSQL: the server at KLANTBEELD_TEST_POSTGRES (default postgresql://postgres@127.0.0.1:5432)
+gets a throwaway database per test session (per xdist worker); each test gets its own schema in
+it. When the server is unreachable the PostgreSQL tests fail under CI (CI set) and skip elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import psycopg
+import pytest
+
+from klantbeeld.settings import load_settings
+from klantbeeld.workspace import Workspace
+
+PG_SERVER = os.environ.get("KLANTBEELD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+ENGINES = ["duckdb", "postgres"]
+
+
+@pytest.fixture(scope="session")
+def pg_database():
+    """A database of our own on the test server, dropped at the end of the session."""
+    name = f"kb_test_{os.getpid()}_{secrets.token_hex(3)}"
+    try:
+        admin = psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        message = f"PostgreSQL unreachable at {PG_SERVER}: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"{PG_SERVER}/{name}"
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def fresh_postgres_url(pg_database: str) -> str:
+    """A URL whose connections work in a new, empty schema of the session database."""
+    schema = f"t_{secrets.token_hex(5)}"
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return f"{pg_database}?options={quote(f'-csearch_path={schema}')}"
+
+
+@pytest.fixture(params=ENGINES)
+def database_url(request, tmp_path) -> str:
+    """Each test using this runs once on DuckDB and once on PostgreSQL."""
+    if request.param == "duckdb":
+        return f"duckdb:///{(tmp_path / 'store.duckdb').as_posix()}"
+    return fresh_postgres_url(request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture
+def workspace(database_url, tmp_path):
+    ws = Workspace.open(load_settings(home=tmp_path / "home", database_url=database_url))
+    yield ws
+    ws.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """`klantbeeld serve` in a real subprocess: what a user runs, killable for durability tests."""
+
+    def __init__(self, home: Path, database_url: str) -> None:
+        self.home, self.database_url = home, database_url
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "klantbeeld.cli", *args, "--data-dir", str(self.home),
+             "--database", self.database_url],
+            capture_output=True, text=True, check=True,
+        )
+
+    def start(self) -> "LiveServer":
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "klantbeeld.cli", "serve", "--port", str(self.port),
+             "--data-dir", str(self.home), "--database", self.database_url,
+             "--log-level", "warning"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                out = self.proc.stdout.read().decode(errors="replace") if self.proc.stdout else ""
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {out}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not come up in 30 s")
+
+    def kill(self) -> None:
+        """kill -9: no shutdown hook runs."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def live_server(database_url, tmp_path):
+    """A workspace initialised through the CLI and served by a subprocess; keys in .keys."""
+    import json
+
+    server = LiveServer(tmp_path / "home", database_url)
+    server.keys = json.loads(server.cli("init", "--channel", "web", "--channel", "app",
+                                        "--json").stdout)
+    server.start()
+    yield server
+    server.stop()
