@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import pyarrow as pa
 
 from . import plans
 from .reasons import describe
@@ -26,14 +27,19 @@ class Refusal:
 
 @dataclass
 class Prepared:
-    """Messages ready for the writer: ``raws[i]`` is None when message i was refused already."""
+    """Messages ready for the writer: ``raws[i]`` is None when message i was refused already.
+
+    Bulk producers (file imports) may instead give ``raw_array``: an Arrow string array of the raw
+    messages, null where refused, so no Python object is made per row.
+    """
 
     raws: list[bytes | None] = field(default_factory=list)
     refusals: dict[int, Refusal] = field(default_factory=dict)
     violations: list[tuple[int, list[str]]] = field(default_factory=list)
+    raw_array: pa.Array | None = None
 
     def __len__(self) -> int:
-        return len(self.raws)
+        return len(self.raw_array) if self.raw_array is not None else len(self.raws)
 
 
 def _as_text(message: Any) -> str:

@@ -122,6 +122,13 @@ class Ingestor:
             for pos, refusal in job.prepared.refusals.items():
                 fail(j, pos, refusal.code, refusal.message, refusal.payload, None, None,
                      self._received(job, pos))
+            if job.prepared.raw_array is not None and job.prepared.raw_array.null_count:
+                # A bulk producer left a row out without saying why: count it, never lose it silently.
+                nulls = pc.indices_nonzero(pc.is_null(job.prepared.raw_array)).to_pylist()
+                for pos in nulls:
+                    if pos not in job.prepared.refusals:
+                        fail(j, pos, "invalid_row", describe("invalid_row"), "", None, None,
+                             self._received(job, pos))
 
         accepted = None
         if rows is not None:
@@ -166,22 +173,34 @@ class Ingestor:
         return job.received_at
 
     def _input_table(self, jobs: list[Job]) -> pa.Table:
-        cols: dict[str, list] = {name: [] for name in INPUT_SCHEMA.names}
-        for j, job in enumerate(jobs):
-            for pos, raw in enumerate(job.prepared.raws):
-                if raw is None:
-                    continue
-                cols["job"].append(j)
-                cols["pos"].append(pos)
-                cols["source_id"].append(job.source.source_id)
-                cols["channel"].append(job.source.channel)
-                cols["origin"].append(job.origin)
-                cols["received_at"].append(self._received(job, pos))
-                cols["raw"].append(raw)
-        arrays = [pa.array(cols[f.name], f.type) if f.name != "raw"
-                  else pa.array(cols["raw"], pa.binary()).cast(pa.string())
-                  for f in INPUT_SCHEMA]
-        return pa.Table.from_arrays(arrays, schema=INPUT_SCHEMA)
+        parts = [self._job_input(j, job) for j, job in enumerate(jobs)]
+        parts = [p for p in parts if p.num_rows]
+        if not parts:
+            return INPUT_SCHEMA.empty_table()
+        return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+
+    def _job_input(self, j: int, job: Job) -> pa.Table:
+        """The canonicaliser's input rows for one job (refused positions left out)."""
+        if job.prepared.raw_array is not None:
+            raw = job.prepared.raw_array.cast(pa.string())
+            positions = pc.indices_nonzero(pc.is_valid(raw)).cast(pa.int32())
+            raw = raw.take(positions)
+        else:
+            kept = [(pos, r) for pos, r in enumerate(job.prepared.raws) if r is not None]
+            positions = pa.array([p for p, _ in kept], pa.int32())
+            raw = pa.array([r for _, r in kept], pa.binary()).cast(pa.string())
+        n = len(positions)
+        if job.received_at_by_pos:
+            received = pa.array([self._received(job, p) for p in positions.to_pylist()],
+                                INPUT_SCHEMA.field("received_at").type)
+        else:
+            received = pa.array([job.received_at] * n, INPUT_SCHEMA.field("received_at").type)
+        return pa.Table.from_arrays([
+            pa.array([j] * n, pa.int32()), positions,
+            pa.array([job.source.source_id] * n, pa.string()),
+            pa.array([job.source.channel] * n, pa.string()),
+            pa.array([job.origin] * n, pa.string()), received, raw,
+        ], schema=INPUT_SCHEMA)
 
     @staticmethod
     def _count(jobs, outcomes, accepted, new, stats, last_event) -> None:

@@ -1,0 +1,70 @@
+"""Rendering planned sessions as Segment messages from the mobile app.
+
+App messages carry ``context.device.id`` next to the install's
+``anonymousId``. Logins stick (people stay logged in on their phone), so
+app data is better identified than web data -- except on the few devices
+a household shares, where the device id is tied to two userIds.
+"""
+
+from __future__ import annotations
+
+from .clock import iso_ms
+from .people import Person
+from .sessions import Device, Session
+from .web import Renderer, mobile_ip, traits_of
+from .writer import message_id
+
+APP_NAME = "Klantbeeld Shop"
+
+
+def render_app(r: Renderer, s: Session) -> None:
+    py, actor = r.py, s.actor
+    d: Device = s.surface
+    uid_now = actor.user_id if isinstance(actor, Person) and actor.account_at is not None \
+        and actor.account_at <= s.ts else ""
+    if d.user and d.user != uid_now and not uid_now:
+        # someone else is logged in and this person has no account: log out
+        d.user = ""
+    ip = actor.home_ip if py.random() < 0.6 else mobile_ip(py)
+    context = {
+        "app": {"name": APP_NAME, "version": d.app_version,
+                "build": d.app_version.replace(".", "")},
+        "device": {"id": d.device_id, "manufacturer": d.manufacturer,
+                   "model": d.model, "type": d.os_name.lower()},
+        "os": {"name": d.os_name, "version": d.os_version},
+        "ip": ip,
+        "network": {"wifi": ip == actor.home_ip},
+    }
+    clock = [s.ts * 1000 + py.randrange(1000)]
+    push = r.app.push
+
+    def emit(kind: str, label: str | None, payload: dict) -> None:
+        clock[0] += 1000 + int(py.expovariate(1 / 20000))
+        msg = {"type": kind, "messageId": message_id(py), "anonymousId": d.anon}
+        if d.user:
+            msg["userId"] = d.user
+        msg["timestamp"] = iso_ms(clock[0])
+        if kind == "track":
+            msg["event"] = label
+            msg["properties"] = payload
+        elif kind == "screen":
+            msg["name"] = label
+            msg["properties"] = payload
+        else:
+            msg["traits"] = payload
+        msg["context"] = context
+        push(clock[0], msg, actor.pid)
+
+    def screen(name: str, path: str, title: str, props: dict) -> None:
+        emit("screen", name, props)
+
+    def identify(uid: str) -> None:
+        d.user = uid
+        emit("identify", None, traits_of(actor))
+
+    emit("track", "Application Opened",
+         {"from_background": py.random() < 0.4, "version": d.app_version})
+    if d.user and d.user != uid_now:
+        # shared device: the other household member logs in as themselves
+        identify(uid_now)
+    r.flow(s, screen, emit, identify, lambda: d.user, web=False)
