@@ -14,6 +14,7 @@ import orjson
 import pyarrow as pa
 
 from . import plans
+from .canonical import extract_fields
 from .reasons import describe
 from .sources import Source
 
@@ -37,6 +38,9 @@ class Prepared:
     refusals: dict[int, Refusal] = field(default_factory=dict)
     violations: list[tuple[int, list[str]]] = field(default_factory=list)
     raw_array: pa.Array | None = None
+    # The canonical fields of each kept message (see canonical.extract_fields); None = derive
+    # them from the raw JSON in SQL.
+    fields: list[tuple | None] | None = None
 
     def __len__(self) -> int:
         return len(self.raw_array) if self.raw_array is not None else len(self.raws)
@@ -57,7 +61,7 @@ def prepare_messages(
     force_type: str | None = None,
 ) -> Prepared:
     """Turn decoded messages into raw JSON bytes, refusing what cannot be stored as a message."""
-    out = Prepared()
+    out = Prepared(fields=[])
     context = integrations = sent_at = None
     if batch_fields:
         context = batch_fields.get("context") if isinstance(batch_fields.get("context"), dict) else None
@@ -68,6 +72,7 @@ def prepare_messages(
     for pos, message in enumerate(messages):
         if not isinstance(message, dict):
             out.raws.append(None)
+            out.fields.append(None)
             out.refusals[pos] = Refusal("not_an_object", describe("not_an_object"), _as_text(message))
             continue
         message.pop("writeKey", None)  # a credential never enters the event store
@@ -95,7 +100,9 @@ def prepare_messages(
                 out.violations.append((pos, errors))
         if code:
             out.raws.append(None)
+            out.fields.append(None)
             out.refusals[pos] = Refusal(code, describe(code, detail), raw.decode())
         else:
             out.raws.append(raw)
+            out.fields.append(extract_fields(message))
     return out

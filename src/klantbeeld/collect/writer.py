@@ -23,18 +23,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..store import Engine, Session
-from .canonical import EVENT_COLUMNS, INPUT_SCHEMA, Canonicaliser
+from .canonical import EVENT_COLUMNS, FIELD_NAMES, INPUT_SCHEMA, Canonicaliser
 from .dedup import ID_SCHEMA, make_deduplicator
 from .prepare import Prepared
 from .reasons import describe
 from .sources import Source
 
 log = logging.getLogger(__name__)
+
+_TS = pa.timestamp("us", tz="UTC")
 
 FAILED_COLUMNS = [
     "source_id", "origin", "received_at", "message_id", "event_type", "reason_code", "reason",
@@ -173,51 +176,87 @@ class Ingestor:
         return job.received_at
 
     def _input_table(self, jobs: list[Job]) -> pa.Table:
-        parts = [self._job_input(j, job) for j, job in enumerate(jobs)]
+        """The canonicaliser's input: one row per kept message of every job in the group.
+
+        Messages prepared in Python bring their fields along and become columns in one go for the
+        whole group; bulk jobs with raw JSON get their fields extracted in SQL.
+        """
+        parts = []
+        head: dict[str, list] = {name: [] for name in INPUT_SCHEMA.names[:6]}
+        fields: list[tuple] = []
+        raws: list[bytes] = []
+        for j, job in enumerate(jobs):
+            prepared = job.prepared
+            if prepared.raw_array is not None or prepared.fields is None:
+                parts.append(self._bulk_input(j, job))
+                continue
+            kept = [pos for pos, r in enumerate(prepared.raws) if r is not None]
+            n = len(kept)
+            head["job"].extend([j] * n)
+            head["pos"].extend(kept)
+            head["source_id"].extend([job.source.source_id] * n)
+            head["channel"].extend([job.source.channel] * n)
+            head["origin"].extend([job.origin] * n)
+            head["received_at"].extend(self._received(job, p) for p in kept)
+            fields.extend(prepared.fields[p] for p in kept)
+            raws.extend(prepared.raws[p] for p in kept)
+        if raws:
+            columns = list(zip(*fields))
+            arrays = [pa.array(head[f.name], f.type) for f in list(INPUT_SCHEMA)[:6]]
+            arrays += [pa.array(col, INPUT_SCHEMA.field(name).type)
+                       for name, col in zip(FIELD_NAMES, columns)]
+            arrays.append(pa.array(raws, pa.binary()).cast(pa.string()))
+            parts.insert(0, pa.Table.from_arrays(arrays, schema=INPUT_SCHEMA))
         parts = [p for p in parts if p.num_rows]
         if not parts:
             return INPUT_SCHEMA.empty_table()
         return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
 
-    def _job_input(self, j: int, job: Job) -> pa.Table:
-        """The canonicaliser's input rows for one job (refused positions left out)."""
-        if job.prepared.raw_array is not None:
-            raw = job.prepared.raw_array.cast(pa.string())
-            positions = pc.indices_nonzero(pc.is_valid(raw)).cast(pa.int32())
-            raw = raw.take(positions)
+    def _bulk_input(self, j: int, job: Job) -> pa.Table:
+        """Input rows of a job that gave raw JSON only: fields extracted in SQL."""
+        prepared = job.prepared
+        if prepared.raw_array is not None:
+            raw = prepared.raw_array.cast(pa.string())
         else:
-            kept = [(pos, r) for pos, r in enumerate(job.prepared.raws) if r is not None]
-            positions = pa.array([p for p, _ in kept], pa.int32())
-            raw = pa.array([r for _, r in kept], pa.binary()).cast(pa.string())
+            raw = pa.array(prepared.raws, pa.binary()).cast(pa.string())
+        positions = pc.indices_nonzero(pc.is_valid(raw)).cast(pa.int32())
+        raw = raw.take(positions)
         n = len(positions)
-        if job.received_at_by_pos:
-            received = pa.array([self._received(job, p) for p in positions.to_pylist()],
-                                INPUT_SCHEMA.field("received_at").type)
-        else:
-            received = pa.array([job.received_at] * n, INPUT_SCHEMA.field("received_at").type)
-        return pa.Table.from_arrays([
-            pa.array([j] * n, pa.int32()), positions,
-            pa.array([job.source.source_id] * n, pa.string()),
-            pa.array([job.source.channel] * n, pa.string()),
-            pa.array([job.origin] * n, pa.string()), received, raw,
-        ], schema=INPUT_SCHEMA)
+        if not n:
+            return INPUT_SCHEMA.empty_table()
+        received = pa.array([self._received(job, p) for p in positions.to_pylist()], _TS) \
+            if job.received_at_by_pos else pa.array([job.received_at] * n, _TS)
+        raw_input = pa.Table.from_arrays(
+            [pa.array([j] * n, pa.int32()), positions,
+             pa.array([job.source.source_id] * n, pa.string()),
+             pa.array([job.source.channel] * n, pa.string()),
+             pa.array([job.origin] * n, pa.string()), received, raw],
+            names=INPUT_SCHEMA.names[:6] + ["raw"])
+        return self._canon.extract(raw_input)
 
     @staticmethod
     def _count(jobs, outcomes, accepted, new, stats, last_event) -> None:
-        job_ids = accepted.column("job").to_pylist()
-        positions = accepted.column("pos").to_pylist()
-        stamps = accepted.column("timestamp").to_pylist()
-        for j, pos, ts, is_new in zip(job_ids, positions, stamps, new):
+        """Per job and per source: accepted and duplicate counts, newest event time."""
+        is_new = np.asarray(new, dtype=bool)
+        job_ids = accepted.column("job").to_numpy()
+        positions = accepted.column("pos").to_numpy()
+        stamps = accepted.column("timestamp").cast(pa.int64()).to_numpy()
+        newest: dict[str, int] = {}
+        for j in np.unique(job_ids):
+            in_job = job_ids == j
+            fresh = in_job & is_new
+            n_new, n_dup = int(fresh.sum()), int(in_job.sum() - fresh.sum())
             sid = jobs[j].source.source_id
-            if is_new:
-                outcomes[j].accepted += 1
-                outcomes[j].accepted_positions.append(pos)
-                stats.setdefault(sid, Counter())["accepted"] += 1
-                if sid not in last_event or ts > last_event[sid]:
-                    last_event[sid] = ts
-            else:
-                outcomes[j].duplicates += 1
-                stats.setdefault(sid, Counter())["duplicates"] += 1
+            outcomes[j].accepted += n_new
+            outcomes[j].duplicates += n_dup
+            outcomes[j].accepted_positions.extend(positions[fresh].tolist())
+            counter = stats.setdefault(sid, Counter())
+            counter["accepted"] += n_new
+            counter["duplicates"] += n_dup
+            if n_new:
+                newest[sid] = max(newest.get(sid, 0), int(stamps[fresh].max()))
+        for sid, micros in newest.items():
+            last_event[sid] = datetime.fromtimestamp(micros / 1e6, timezone.utc)
 
     @staticmethod
     def _record_violations(tx: Session, jobs: list[Job], accepted: pa.Table | None) -> None:

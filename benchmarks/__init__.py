@@ -1,0 +1,1 @@
+"""Klantbeeld benchmarks: `python -m benchmarks` (or `make bench`) prints one table per run."""

@@ -1,0 +1,162 @@
+"""Ingestion through HTTP /v1/batch, beside the floor: the same JSON parsed with orjson and appended
+to the same engine with the bare library, no HTTP, no validation, no dedup.
+
+Both run on the same machine in the same run; the ratio is what the issue's target is about.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import httpx
+import orjson
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
+from .loadgen import build_request, run_load
+from .payloads import batches
+
+COLUMNS = ["message_id", "type", "event", "user_id", "anonymous_id", "timestamp", "payload"]
+FLOOR_COMMIT_ROWS = 5000
+
+
+def _columns(messages: list[dict]) -> dict[str, list]:
+    cols: dict[str, list] = {c: [] for c in COLUMNS}
+    for m in messages:
+        cols["message_id"].append(m.get("messageId"))
+        cols["type"].append(m.get("type"))
+        cols["event"].append(m.get("event"))
+        cols["user_id"].append(m.get("userId"))
+        cols["anonymous_id"].append(m.get("anonymousId"))
+        cols["timestamp"].append(m.get("timestamp"))
+        cols["payload"].append(orjson.dumps(m).decode())
+    return cols
+
+
+def floor(engine: str, bodies: list[bytes], pg_url: str | None) -> float:
+    """Events/s for: orjson.loads each body, columns via Arrow, bare append, commit per 5,000."""
+    pending: list[dict] = []
+    started = time.perf_counter()
+    if engine == "duckdb":
+        path = Path(tempfile.mkdtemp()) / "floor.duckdb"
+        con = duckdb.connect(str(path))
+        con.execute("CREATE TABLE events (message_id VARCHAR, type VARCHAR, event VARCHAR, "
+                    "user_id VARCHAR, anonymous_id VARCHAR, timestamp TIMESTAMPTZ, payload JSON)")
+        started = time.perf_counter()
+
+        def flush(rows: list[dict]) -> None:
+            table = pa.table(_columns(rows))
+            con.register("b", table)
+            con.execute("BEGIN")
+            con.execute("INSERT INTO events SELECT message_id, type, event, user_id, anonymous_id, "
+                        "CAST(timestamp AS TIMESTAMPTZ), payload FROM b")
+            con.execute("COMMIT")
+            con.unregister("b")
+    else:
+        conn = psycopg.connect(pg_url, autocommit=True)
+        conn.execute("DROP TABLE IF EXISTS floor_events")
+        conn.execute("CREATE TABLE floor_events (message_id text, type text, event text, "
+                     "user_id text, anonymous_id text, timestamp timestamptz, payload jsonb)")
+        started = time.perf_counter()
+
+        def flush(rows: list[dict]) -> None:
+            buf = io.BytesIO()
+            pa_csv.write_csv(pa.table(_columns(rows)), buf,
+                             pa_csv.WriteOptions(include_header=False))
+            with conn.transaction(), conn.cursor().copy(
+                    "COPY floor_events FROM STDIN (FORMAT csv)") as cp:
+                cp.write(buf.getbuffer())
+
+    count = 0
+    for body in bodies:
+        pending.extend(orjson.loads(body)["batch"])
+        if len(pending) >= FLOOR_COMMIT_ROWS:
+            flush(pending)
+            count += len(pending)
+            pending = []
+    if pending:
+        flush(pending)
+        count += len(pending)
+    return count / (time.perf_counter() - started)
+
+
+def _start_server(home: Path, database: str, port: int) -> tuple[subprocess.Popen, str]:
+    keys = json.loads(subprocess.run(
+        [sys.executable, "-m", "klantbeeld.cli", "init", "--channel", "web", "--json",
+         "--data-dir", str(home), "--database", database],
+        check=True, capture_output=True, text=True).stdout)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "klantbeeld.cli", "serve", "--port", str(port), "--data-dir",
+         str(home), "--database", database, "--log-level", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(300):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc, keys["sources"][0]["write_key"]
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def http(engine: str, bodies: list[bytes], connections: int, pg_url: str | None,
+         port: int = 8765) -> dict:
+    home = Path(tempfile.mkdtemp())
+    database = pg_url if engine == "postgres" else f"duckdb:///{home / 'kb.duckdb'}"
+    proc, key = _start_server(home, database, port)
+    try:
+        requests = [build_request("127.0.0.1", port, "/v1/batch", b, key) for b in bodies]
+        warm = max(1, len(requests) // 20)
+        run_load("127.0.0.1", port, requests[:warm], connections)
+        result = run_load("127.0.0.1", port, requests[warm:], connections)
+    finally:
+        proc.terminate()
+        proc.wait()
+    per_request = len(orjson.loads(bodies[0])["batch"])
+    stored = _count(engine, database)
+    return {
+        "events_per_s": result.ok * per_request / result.seconds,
+        "p50_ms": result.percentile(0.5) * 1000, "p99_ms": result.percentile(0.99) * 1000,
+        "requests": result.requests, "errors": result.errors,
+        "acknowledged": (result.ok + warm) * per_request, "stored": stored,
+    }
+
+
+def _count(engine: str, database: str) -> int:
+    if engine == "duckdb":
+        with duckdb.connect(database[len("duckdb:///"):], read_only=True) as con:
+            return con.execute("SELECT count(*) FROM events").fetchone()[0]
+    with psycopg.connect(database) as conn:
+        return conn.execute("SELECT count(*) FROM events").fetchone()[0]
+
+
+def fresh_pg_database(server: str) -> str:
+    name = f"kb_bench_{os.getpid()}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return f"{server}/{name}"
+
+
+def run(engines: list[str], requests: int, batch_size: int, connections: int,
+        pg_server: str) -> list[dict]:
+    bodies = batches(requests, batch_size)
+    rows = []
+    for engine in engines:
+        pg_url = fresh_pg_database(pg_server) if engine == "postgres" else None
+        floor_rate = floor(engine, bodies, pg_url)
+        if engine == "postgres":
+            pg_url = fresh_pg_database(pg_server)
+        result = http(engine, bodies, connections, pg_url)
+        rows.append({"engine": engine, "floor_events_per_s": floor_rate, **result,
+                     "ratio_to_floor": result["events_per_s"] / floor_rate})
+    return rows
