@@ -22,8 +22,10 @@ def render_app(r: Renderer, s: Session) -> None:
     d: Device = s.surface
     uid_now = actor.user_id if isinstance(actor, Person) and actor.account_at is not None \
         and actor.account_at <= s.ts else ""
-    if d.user and d.user != uid_now and not uid_now:
-        # someone else is logged in and this person has no account: log out
+    switching = bool(d.user and d.user != uid_now)
+    if switching:
+        # shared device: the previous user logged out; this person logs in
+        # as themselves below, so every userId on the device is truthful
         d.user = ""
     ip = actor.home_ip if py.random() < 0.6 else mobile_ip(py)
     context = {
@@ -64,7 +66,6 @@ def render_app(r: Renderer, s: Session) -> None:
 
     emit("track", "Application Opened",
          {"from_background": py.random() < 0.4, "version": d.app_version})
-    if d.user and d.user != uid_now:
-        # shared device: the other household member logs in as themselves
+    if switching and uid_now:
         identify(uid_now)
     r.flow(s, screen, emit, identify, lambda: d.user, web=False)

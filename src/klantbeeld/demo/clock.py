@@ -30,7 +30,7 @@ class Window:
         self.start = self.end - HISTORY_DAYS * DAY
 
     def clamp(self, ts: int) -> int:
-        return min(max(ts, self.start), self.end - 60)
+        return min(max(ts, self.start), self.end - 3 * 3600)
 
 
 def _last_sunday(year: int, month: int) -> date:

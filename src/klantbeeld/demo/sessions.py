@@ -145,7 +145,7 @@ def plan_sessions(people: list[Person], prospects: list[Prospect],
                 prof.switch_at = py.randrange(since, window.end - DAY)
                 prof.devices.append(_new_device(py, prof.switch_at))
             devices.extend(prof.devices)
-    _share_devices(people, profiles, devices, py)
+    _share_devices(people, profiles, devices, window, py)
 
     sessions: list[Session] = []
     for p in people:
@@ -157,34 +157,47 @@ def plan_sessions(people: list[Person], prospects: list[Prospect],
             _add(sessions, py, p, prof, "browse", ts)
         for o in p.orders:
             if o.channel != "pos":
-                _add(sessions, py, p, prof, "order", o.ts - py.randrange(120, 1500), o)
+                _add(sessions, py, p, prof, "order",
+                     max(window.start, o.ts - py.randrange(120, 1500)), o)
         registered_online = any(o.ts == p.account_at for o in p.orders
                                 if o.channel != "pos")
         if p.account_at is not None and not registered_online:
             _add(sessions, py, p, prof, "signup", p.account_at)
         if p.account_at is not None:
             _support(sessions, py, p, prof, window)
+        if prof.shared is not None:
+            # the household tablet: a few sessions of its own on top of the
+            # browse sessions diverted to it
+            t = max(p.account_at, prof.shared.since)
+            t = min(t + int(py.expovariate(1 / (20 * DAY))), window.end - 2 * DAY)
+            while t < window.end:
+                _add(sessions, py, p, prof, "browse",
+                     window.clamp(at_local_hour(py, t, ONLINE_HOURS)), via_shared=True)
+                t += int(py.expovariate(3 / YEAR))
+    prospect_browsers: list[Browser] = []
     for pr in prospects:
         if not pr.web_visitor:
             continue
         prof = Profile(browsers=_browsers(py, pr, 1))
+        prospect_browsers.extend(prof.browsers)
         first = window.start + py.randrange(window.end - window.start - DAY)
-        for _ in range(1 + int(py.expovariate(1 / 1.2))):
-            ts = first + int(py.expovariate(1 / (20 * DAY)))
+        for n in range(1 + int(py.expovariate(1 / 1.2))):
+            ts = first + (int(py.expovariate(1 / (20 * DAY))) if n else 0)
             if ts < window.end:
                 sessions.append(Session(ts=window.clamp(at_local_hour(py, ts, ONLINE_HOURS)),
                                         seq=0, actor=pr, kind="browse",
                                         channel="web", surface=prof.browsers[0]))
-        profiles[-1 - len(profiles)] = prof
     sessions.sort(key=lambda s: (s.ts, s.actor.pid, s.kind))
     for i, s in enumerate(sessions):
         s.seq = i
     browsers = [b for prof in profiles.values() for b in prof.browsers]
+    browsers.extend(prospect_browsers)
     return sessions, browsers, devices
 
 
 def _add(sessions: list[Session], py: random.Random, p: Person, prof: Profile,
-         kind: str, ts: int, order: Order | None = None, topic: str = "") -> None:
+         kind: str, ts: int, order: Order | None = None, topic: str = "",
+         via_shared: bool = False) -> None:
     if order is not None:
         channel = order.channel
     elif prof.devices and prof.browsers:
@@ -201,13 +214,12 @@ def _add(sessions: list[Session], py: random.Random, p: Person, prof: Profile,
         surface = prof.devices[-1] if len(prof.devices) > 1 and ts >= prof.switch_at \
             else prof.devices[0]
     else:
-        if (prof.shared is not None and kind == "browse" and ts >= prof.shared.since
-                and p.account_at is not None and ts >= p.account_at
-                and py.random() < 0.35):
-            channel, surface = "app", prof.shared
-        else:
-            surface = (prof.browsers[0] if len(prof.browsers) == 1 or py.random() < 0.45
-                       else prof.browsers[1])
+        surface = (prof.browsers[0] if len(prof.browsers) == 1 or py.random() < 0.45
+                   else prof.browsers[1])
+    if (prof.shared is not None and kind == "browse" and ts >= prof.shared.since
+            and p.account_at is not None and ts >= p.account_at
+            and (via_shared or py.random() < 0.35)):
+        channel, surface = "app", prof.shared
     if channel == "app" and p.pid not in surface.users:
         surface.users.append(p.pid)
     sessions.append(Session(ts=ts, seq=0, actor=p, kind=kind, channel=channel,
@@ -234,7 +246,7 @@ def _support(sessions: list[Session], py: random.Random, p: Person,
 
 
 def _share_devices(people: list[Person], profiles: dict[int, Profile],
-                   devices: list[Device], py: random.Random) -> None:
+                   devices: list[Device], window: Window, py: random.Random) -> None:
     """Let ~3% of app devices also be used by the owner's partner.
 
     The partner logs in with their own account on the owner's device, so one
@@ -245,16 +257,20 @@ def _share_devices(people: list[Person], profiles: dict[int, Profile],
     candidates = [p for p in people
                   if p.idx in profiles and profiles[p.idx].devices
                   and p.partner is not None and p.partner.account_at is not None
-                  and p.partner.idx in profiles
-                  and not profiles[p.partner.idx].devices
-                  and profiles[p.partner.idx].shared is None]
+                  and max(p.partner.account_at, profiles[p.idx].devices[0].since)
+                  < window.end - 60 * DAY
+                  and p.partner.idx in profiles]
     py.shuffle(candidates)
     used: set[int] = set()
     for owner in candidates:
-        if len(used) >= target:
+        if len(used) >= 2 * target:
             break
         partner = owner.partner
         if owner.idx in used or partner.idx in used:
             continue
         used.update((owner.idx, partner.idx))
-        profiles[partner.idx].shared = profiles[owner.idx].devices[0]
+        own = profiles[owner.idx]
+        start = max(partner.account_at, own.devices[0].since)
+        # the phone the owner has when the partner starts borrowing it
+        profiles[partner.idx].shared = (own.devices[-1] if len(own.devices) > 1
+                                        and start >= own.switch_at else own.devices[0])
