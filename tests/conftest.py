@@ -136,3 +136,65 @@ def live_server(database_url, tmp_path):
     server.start()
     yield server
     server.stop()
+
+
+class CollectApi:
+    """A workspace served in-process (FastAPI TestClient) with its keys: fast API tests.
+
+    ``write_keys`` maps source name to write key (sources ``web`` and ``app``); ``post`` sends with
+    HTTP Basic (write key as user name, empty password) unless ``auth=False``.
+    """
+
+    def __init__(self, workspace: Workspace, client, keys: dict) -> None:
+        self.workspace, self.client = workspace, client
+        self.admin_key = keys["admin_key"]
+        self.write_keys = {s["name"]: s["write_key"] for s in keys["sources"]}
+        self.write_key = self.write_keys["web"]
+
+    @staticmethod
+    def basic(key: str) -> dict[str, str]:
+        import base64
+
+        return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+
+    def post(self, path: str, body=None, key: str | None = None, auth: bool = True, **kwargs):
+        headers = dict(kwargs.pop("headers", {}) or {})
+        if auth:
+            headers.update(self.basic(key or self.write_key))
+        if body is not None:
+            kwargs["json"] = body
+        return self.client.post(path, headers=headers, **kwargs)
+
+    def admin(self, method: str, path: str, **kwargs):
+        headers = {"Authorization": f"Bearer {self.admin_key}", **kwargs.pop("headers", {})}
+        return self.client.request(method, path, headers=headers, **kwargs)
+
+    def events(self, where: str = "TRUE", params=None) -> list[dict]:
+        """Stored events (oldest first), ``payload`` decoded."""
+        return stored_events(self.workspace.engine, where, params)
+
+    def status(self, source: str = "web") -> dict:
+        rows = self.admin("GET", "/v1/status").json()["sources"]
+        return next(r for r in rows if r["source"] == source)
+
+
+def stored_events(engine, where: str = "TRUE", params=None) -> list[dict]:
+    import json
+
+    rows = engine.fetch_dicts(f"SELECT * FROM events WHERE {where} ORDER BY seq", params)
+    for row in rows:
+        if isinstance(row["payload"], str):
+            row["payload"] = json.loads(row["payload"])
+    return rows
+
+
+@pytest.fixture
+def collect_api(workspace):
+    """The collection API over ``workspace`` (both engines), sources ``web`` and ``app``."""
+    from fastapi.testclient import TestClient
+
+    from klantbeeld.app import create_app
+
+    keys = workspace.init(["web", "app"])
+    with TestClient(create_app(workspace=workspace)) as client:
+        yield CollectApi(workspace, client, keys)

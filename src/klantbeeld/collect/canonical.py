@@ -143,6 +143,7 @@ class Canonicaliser:
     def __init__(self) -> None:
         self._con = duckdb.connect(":memory:")
         self._con.execute("SET threads = 2")
+        self._con.execute("SET GLOBAL TimeZone = 'UTC'")  # zone-less timestamps: UTC, not host time
         self._lock = threading.Lock()
 
     def extract(self, raw_input: pa.Table) -> pa.Table:

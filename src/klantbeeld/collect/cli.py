@@ -102,7 +102,7 @@ def status_command(home, database_url, as_json) -> None:
         print_json({"sources": rows})
     else:
         print_table(rows, ["source", "channel", "accepted", "duplicates", "failed",
-                           "failed_pending", "last_event_at"])
+                           "failed_pending", "failed_replayed", "last_event_at"])
 
 
 @click.group("failed")

@@ -8,16 +8,19 @@ from ..store import Engine
 
 
 def source_status(engine: Engine) -> list[dict[str, Any]]:
-    """One row per source: accepted, duplicates dropped, failed (all and still pending), times."""
+    """One row per source: accepted, duplicates dropped, failed (all, still pending, replayed),
+    times."""
     return engine.fetch_dicts(
         """
         SELECT s.name AS source, s.channel, s.source_id, st.accepted, st.duplicates, st.failed,
-               COALESCE(p.pending, 0) AS failed_pending, st.last_event_at, st.last_received_at,
+               COALESCE(p.pending, 0) AS failed_pending, COALESCE(p.replayed, 0) AS failed_replayed,
+               st.last_event_at, st.last_received_at,
                s.rate_limit, s.tracking_plan IS NOT NULL AS has_tracking_plan
         FROM sources s
         JOIN source_stats st ON st.source_id = s.source_id
-        LEFT JOIN (SELECT source_id, count(*) AS pending FROM failed_events
-                   WHERE status = 'failed' GROUP BY source_id) p ON p.source_id = s.source_id
+        LEFT JOIN (SELECT source_id, count(*) FILTER (WHERE status = 'failed') AS pending,
+                          count(*) FILTER (WHERE status = 'replayed') AS replayed
+                   FROM failed_events GROUP BY source_id) p ON p.source_id = s.source_id
         ORDER BY s.name
         """
     )

@@ -18,8 +18,9 @@ def open_engine(url: str, pool_size: int = 8) -> Engine:
 
         return PostgresEngine(url, pool_size=pool_size)
     if url.startswith("duckdb://"):
+        # SQLAlchemy's convention: duckdb:///relative/path, duckdb:////absolute/path.
         path = url[len("duckdb://"):]
-        path = path[1:] if path.startswith("//") else path
+        path = path[1:] if path.startswith("/") else path
         return _duckdb(path)
     if "://" in url:
         raise StoreError(

@@ -69,6 +69,8 @@ class DuckDBEngine(Engine):
                     "or use the HTTP API, or move to PostgreSQL for several processes."
                 ) from exc
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
+        # Day boundaries and zone-less timestamps in UTC, as on PostgreSQL, whatever the host's TZ.
+        self._con.execute("SET GLOBAL TimeZone = 'UTC'")
         self._lock = threading.Lock()
         self._closed = False
 

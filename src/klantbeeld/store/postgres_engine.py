@@ -14,6 +14,7 @@ from typing import Iterator
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool
 
 from .dialect import translate
@@ -96,6 +97,9 @@ class PostgresEngine(Engine):
 
 def _configure(conn: psycopg.Connection) -> None:
     conn.execute("SET TIME ZONE 'UTC'")
+    # JSON reads back as JSON text, as on DuckDB, so callers see the same value on every engine.
+    for name in ("json", "jsonb"):
+        conn.adapters.register_loader(name, TextLoader)
 
 
 def _redact(url: str) -> str:
