@@ -211,6 +211,7 @@ def test_errors_are_json_code_and_message(collect_api):
 BAD_MESSAGES = [
     ({"type": "track", "event": "No Ids"}, "no_user_anon_id"),
     ({"type": "identify", "userId": "", "anonymousId": None}, "no_user_anon_id"),
+    ({"type": "identify", "context": {"externalIds": []}}, "no_user_anon_id"),
     ({"type": "track", "userId": "u1"}, "missing_event"),
     ({"type": "track", "userId": "u1", "event": ""}, "missing_event"),
     ({"type": "alias", "userId": "u1"}, "missing_previous_id"),
@@ -225,6 +226,18 @@ BAD_MESSAGES = [
      "message_id_too_long"),
     ("just a string", "not_an_object"),
 ]
+
+
+def test_a_message_identified_only_by_external_ids_lands(collect_api):
+    """CRM and e-mail exports know people by their own ids; Unify-style externalIds suffice."""
+    message = {"type": "identify", "messageId": "crm-1", "traits": {"email": "a@b.nl"},
+               "context": {"externalIds": [{"id": "C-17", "type": "crm_id",
+                                            "collection": "users", "encoding": "none"}]}}
+    response = collect_api.post("/v1/batch", {"batch": [message]})
+    assert response.json()["accepted"] == 1 and response.json()["failed"] == []
+    (stored,) = collect_api.events()
+    assert stored["user_id"] is None and stored["anonymous_id"] is None
+    assert stored["payload"]["context"]["externalIds"][0]["id"] == "C-17"
 
 
 @pytest.mark.parametrize("bad, code", BAD_MESSAGES, ids=[c for _, c in BAD_MESSAGES])

@@ -24,13 +24,14 @@ _TS = pa.timestamp("us", tz="UTC")
 # The fields of a message the rules look at, in order (all text, except bad_id).
 FIELD_NAMES = [
     "type", "given_id", "user_id", "anonymous_id", "group_id", "previous_id", "bad_id", "event",
-    "name", "device_id", "ts_text", "ots_text", "sent_text",
+    "name", "device_id", "ts_text", "ots_text", "sent_text", "has_external_ids",
 ]
+_BOOLEAN_FIELDS = ("bad_id", "has_external_ids")
 
 INPUT_SCHEMA = pa.schema(
     [("job", pa.int32()), ("pos", pa.int32()), ("source_id", pa.string()),
      ("channel", pa.string()), ("origin", pa.string()), ("received_at", _TS)]
-    + [(name, pa.bool_() if name == "bad_id" else pa.string()) for name in FIELD_NAMES]
+    + [(name, pa.bool_() if name in _BOOLEAN_FIELDS else pa.string()) for name in FIELD_NAMES]
     + [("raw", pa.string())]
 )
 
@@ -67,14 +68,17 @@ def extract_fields(message: dict[str, Any]) -> tuple:
     group_id, bad_group = _identifier(message.get("groupId"))
     previous_id, bad_prev = _identifier(message.get("previousId"))
     context = message.get("context")
-    device = context.get("device") if type(context) is dict else None
+    is_dict = type(context) is dict
+    device = context.get("device") if is_dict else None
     device_id = _text(device.get("id")) if type(device) is dict else None
+    external_ids = context.get("externalIds") if is_dict else None
     given_id = message.get("messageId")
     return (
         _text(message.get("type")), _text(given_id) or None, user_id, anonymous_id, group_id,
         previous_id, bad_user or bad_anon or bad_group or bad_prev, _text(message.get("event")),
         _text(message.get("name")), device_id, _text(message.get("timestamp")),
         _text(message.get("originalTimestamp")), _text(message.get("sentAt")),
+        type(external_ids) is list and len(external_ids) > 0,
     )
 
 
@@ -91,7 +95,8 @@ SELECT job, pos, source_id, channel, origin, received_at,
     list_bool_or([t[i] IS NOT NULL AND t[i] NOT IN {_SCALAR} AND t[i] <> 'NULL'
                   for i in range(1, 5)]) AS bad_id,
     f[5] AS event, f[6] AS name, f[12] AS device_id, f[9] AS ts_text, f[10] AS ots_text,
-    f[11] AS sent_text, raw
+    f[11] AS sent_text, COALESCE(json_array_length(raw, '$.context.externalIds') > 0, FALSE)
+    AS has_external_ids, raw
 FROM (
     SELECT *,
         json_extract_string(raw, ['$.type', '$.messageId', '$.userId', '$.anonymousId', '$.event',
@@ -126,7 +131,8 @@ SELECT job, pos,
         WHEN bad_id THEN 'invalid_id'
         WHEN type = 'alias' AND previous_id IS NULL THEN 'missing_previous_id'
         WHEN type = 'alias' AND user_id IS NULL THEN 'missing_user_id'
-        WHEN type <> 'alias' AND user_id IS NULL AND anonymous_id IS NULL THEN 'no_user_anon_id'
+        WHEN type <> 'alias' AND user_id IS NULL AND anonymous_id IS NULL AND NOT has_external_ids
+            THEN 'no_user_anon_id'
         WHEN type = 'track' AND COALESCE(event, '') = '' THEN 'missing_event'
         WHEN type = 'group' AND group_id IS NULL THEN 'missing_group_id'
         WHEN (ts_text IS NOT NULL AND ts_given IS NULL) OR (ots_text IS NOT NULL AND ots_given IS NULL)

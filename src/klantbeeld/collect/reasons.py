@@ -6,7 +6,7 @@ REASONS: dict[str, str] = {
     "message_too_large": "the message is larger than the per-message limit",
     "invalid_character": "the message holds a NUL character (\\u0000), which cannot be stored",
     "invalid_type": "type must be one of identify, track, page, screen, group, alias",
-    "no_user_anon_id": "userId or anonymousId is required",
+    "no_user_anon_id": "userId or anonymousId (or an identifier in context.externalIds) is required",
     "invalid_id": "userId, anonymousId, groupId and previousId must be strings or numbers",
     "missing_event": "a track message needs a non-empty event",
     "missing_group_id": "a group message needs groupId",
