@@ -16,6 +16,7 @@ from conftest import CollectApi, stored_events
 from fastapi.testclient import TestClient
 
 from klantbeeld.app import create_app
+from klantbeeld.collect.reasons import REASONS
 from klantbeeld.settings import load_settings
 from klantbeeld.workspace import Workspace
 
@@ -271,7 +272,7 @@ def test_spec_example_500_messages_one_malformed(collect_api):
     assert response.status_code == 200
     assert response.json()["accepted"] == 499
     assert response.json()["failed"] == [{"index": 317, "code": "no_user_anon_id",
-                                          "message": "userId or anonymousId is required"}]
+                                          "message": REASONS["no_user_anon_id"]}]
     assert len(collect_api.events()) == 499
     failed = collect_api.admin("GET", "/v1/failed-events").json()
     assert failed["total"] == 1

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from klantbeeld.collect.reasons import REASONS
+
 PLAN = {"mode": "block", "events": {"Order Completed": {
     "type": "object", "required": ["revenue"], "properties": {"revenue": {"type": "number"}}}}}
 
@@ -94,7 +96,7 @@ def test_show_gives_the_reason_and_payload_as_it_arrived(collect_api):
     (item,) = failed_items(collect_api)["items"]
     shown = collect_api.admin("GET", f"/v1/failed-events/{item['failed_id']}").json()
     assert shown["reason_code"] == "no_user_anon_id"
-    assert shown["reason"] == "userId or anonymousId is required"
+    assert shown["reason"] == REASONS["no_user_anon_id"]
     assert shown["source"] == "web" and shown["origin"] == "http"
     stored = json.loads(shown["payload"])
     assert "writeKey" not in stored  # the credential is not kept, even in failed events

@@ -449,8 +449,8 @@ def test_mappings_parse_and_name_existing_columns(data):
                 referenced.append(spec["column"] if isinstance(spec, dict) else spec)
         assert referenced and set(referenced) <= set(header), f["path"]
         assert mapping["message_id"] == "message_id"
-        # the importer refuses messages with neither userId nor anonymousId
-        assert mapping.get("anonymous_id") in header
+        # every row needs an identifier: userId, anonymousId or an external id
+        assert {"user_id", "anonymous_id", "external_ids"} & set(mapping)
         if mapping["type"] == "track":
             assert "event" in mapping or "event_column" in mapping
         if "timestamp_format" in mapping:

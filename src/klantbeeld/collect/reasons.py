@@ -1,7 +1,7 @@
 """Why a message was refused: stable codes (for scripts) with sentences (for people)."""
 
 REASONS: dict[str, str] = {
-    "invalid_json": "the request body is not valid JSON",
+    "invalid_json": "not valid JSON",
     "not_an_object": "a message must be a JSON object",
     "message_too_large": "the message is larger than the per-message limit",
     "invalid_character": "the message holds a NUL character (\\u0000), which cannot be stored",
@@ -17,6 +17,7 @@ REASONS: dict[str, str] = {
     "tracking_plan_violation": "the message does not match the source's tracking plan",
     "unplanned_event": "the event is not in the source's tracking plan, which blocks unplanned events",
     "invalid_row": "the row cannot be turned into a message",
+    "invalid_value": "a value does not parse as the type its mapping gives",
 }
 
 
