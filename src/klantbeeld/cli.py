@@ -73,6 +73,7 @@ def _optional(module: str, name: str) -> None:
 
 
 _optional(".demo.cli", "demo_data")
+_optional(".demo.cli", "demo_command")
 _optional(".collect.importer.cli", "import_command")
 
 if __name__ == "__main__":  # pragma: no cover

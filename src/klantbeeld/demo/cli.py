@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
+from ..cli_support import EXIT_STORE, fail, json_option, print_json, store_options
+from ..store import StoreError
 from .generate import generate
 
 
@@ -35,3 +38,44 @@ def demo_data(customers: int, seed: int, out_dir: str, as_json: bool) -> None:
                f"{manifest['prospects']:,} prospects)")
     click.echo(f"Truth: {manifest['ground_truth']}, {manifest['lookalike_truth']}, "
                f"{manifest['persons_truth']}, {manifest['shared_devices']}")
+
+
+@click.command("demo")
+@click.option("--customers", "-n", default=2000, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=42, show_default=True, type=int)
+@click.option("--out", "out_dir", default="demo-data", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Where the demo data goes.")
+@click.option("--fresh", is_flag=True,
+              help="Start over: new demo data and an empty workspace (DuckDB only).")
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True,
+              help="Where the API will be served, for the printed instructions.")
+@store_options
+@json_option
+def demo_command(customers, seed, out_dir, fresh, url, home, database_url, as_json) -> None:
+    """Load the demo: generate data, create a workspace, import every file, print the keys."""
+    from ..settings import load_settings
+    from .pipeline import KEYS_FILE, run_demo
+
+    settings = load_settings(home=home or Path("demo-workspace"), database_url=database_url)
+    say = (lambda _: None) if as_json else (lambda m: click.echo(f"· {m}", err=True))
+    try:
+        summary = run_demo(settings, out_dir, customers, seed, fresh, say)
+    except StoreError as exc:
+        fail(str(exc), EXIT_STORE)
+    if as_json:
+        print_json(summary)
+        return
+    click.echo("")
+    for row in summary["imports"]:
+        if "skipped" in row:
+            click.echo(f"  {row['file']:<24} skipped: {row['skipped']}")
+        else:
+            click.echo(f"  {row['file']:<24} {row['rows']:>8,} rows → {row['accepted']:>8,} events, "
+                       f"{row['failed']:,} failed ({row['seconds']} s)")
+    click.echo(f"\nDemo loaded in {summary['seconds']} s. Workspace: {summary['workspace']}")
+    click.echo(f"API (once served): {url}   interactive docs: {url}/docs")
+    click.echo(f"admin key:  {summary['admin_key']}")
+    for name, key in summary["write_keys"].items():
+        click.echo(f"write key {name:<8} {key}")
+    click.echo(f"(keys also in {Path(summary['workspace']) / KEYS_FILE})")
+    click.echo(f"\nTry:  curl -H 'Authorization: Bearer {summary['admin_key']}' {url}/v1/status")
