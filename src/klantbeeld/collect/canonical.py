@@ -1,25 +1,36 @@
-"""Message fields → event rows, set-based, in one SQL statement over a whole commit group.
+"""The rules that turn a message into an event row — once in Python, once in SQL, kept equal.
 
-Every message from every origin (HTTP, file import, replay) passes through here, so the rules for
-what makes a valid message and how its columns are derived live in one place: required fields per
-type, timestamp parsing and the clock-skew correction, generated message ids.
+What makes a valid message (required fields per type, ids that are strings or numbers, parseable
+times, messageId length) and how the event's columns derive from it (generated ids, the clock-skew
+correction) is decided here and nowhere else.
 
-The fields arrive already pulled out of each message: on the HTTP path Python has the decoded dict
-in hand anyway (see :func:`extract_fields`), and bulk producers that hand over raw JSON get them
-extracted here in SQL (:meth:`Canonicaliser.extract`). The work runs in a private in-memory DuckDB
-whatever the store engine is, vectorised, with the GIL released.
+Two executions of the same rules, because the two kinds of producer differ:
+- messages decoded in Python (HTTP, Segment JSON Lines, replays) are checked one by one in
+  :func:`canonical_row`, while the dict is in hand — a few microseconds, no query per request;
+- bulk producers (file and SQL imports) hand over raw JSON built set-based, checked by the SQL in
+  :class:`Canonicaliser` over a whole chunk in an in-memory DuckDB.
+A property test feeds random messages to both and requires identical results.
+
+The clock-skew correction needs the receipt time, so it is applied per commit group, vectorised
+(:func:`corrected_timestamps`): ``timestamp = receivedAt − (sentAt − originalTimestamp)``.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+import uuid
+from datetime import datetime, timezone
 from typing import Any
 
 import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 _TS = pa.timestamp("us", tz="UTC")
+_UTC = timezone.utc
+TYPES = frozenset(("identify", "track", "page", "screen", "group", "alias"))
 
 # The fields of a message the rules look at, in order (all text, except bad_id).
 FIELD_NAMES = [
@@ -80,6 +91,64 @@ def extract_fields(message: dict[str, Any]) -> tuple:
         _text(message.get("originalTimestamp")), _text(message.get("sentAt")),
         type(external_ids) is list and len(external_ids) > 0,
     )
+
+
+# The event columns canonical_row gives, in order (receipt time, payload and source come apart).
+ROW_COLUMNS = ["message_id", "type", "event", "name", "user_id", "anonymous_id", "device_id",
+               "group_id", "previous_id", "original_timestamp", "sent_at"]
+
+
+def _parse_time(text: str | None) -> tuple[datetime | None, bool]:
+    """(UTC time or None, invalid?): ISO 8601; a time without offset is taken as UTC."""
+    if text is None:
+        return None, False
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None, True
+    if value.tzinfo is None:
+        return value.replace(tzinfo=_UTC), False
+    return value.astimezone(_UTC), False
+
+
+def new_message_id() -> str:
+    return f"kb-{uuid.UUID(bytes=os.urandom(16), version=4)}"
+
+
+def canonical_row(message: dict[str, Any]) -> tuple[str | None, tuple | None]:
+    """(refusal code, None) or (None, the ROW_COLUMNS of the event) for one decoded message."""
+    (kind, given_id, user_id, anonymous_id, group_id, previous_id, bad_id, event, name, device_id,
+     ts_text, ots_text, sent_text, has_external_ids) = extract_fields(message)
+    if kind not in TYPES:
+        return "invalid_type", None
+    if bad_id:
+        return "invalid_id", None
+    if kind == "alias":
+        if previous_id is None:
+            return "missing_previous_id", None
+        if user_id is None:
+            return "missing_user_id", None
+    elif user_id is None and anonymous_id is None and not has_external_ids:
+        return "no_user_anon_id", None
+    if kind == "track" and not event:
+        return "missing_event", None
+    if kind == "group" and group_id is None:
+        return "missing_group_id", None
+    ts, bad_ts = _parse_time(ts_text)
+    ots, bad_ots = _parse_time(ots_text)
+    sent_at, bad_sent = _parse_time(sent_text)
+    if bad_ts or bad_ots or bad_sent:
+        return "invalid_timestamp", None
+    if given_id is not None and len(given_id) >= 100:
+        return "message_id_too_long", None
+    return None, (given_id or new_message_id(), kind, event, name, user_id, anonymous_id,
+                  device_id, group_id, previous_id, ots or ts, sent_at)
+
+
+def corrected_timestamps(received: pa.Array, original: pa.Array, sent: pa.Array) -> pa.Array:
+    """receivedAt − (sentAt − originalTimestamp); the original time without sentAt; else receipt."""
+    corrected = pc.subtract(received, pc.subtract(sent, original))
+    return pc.coalesce(corrected, original, received)
 
 
 _SCALAR = "('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE')"

@@ -14,7 +14,7 @@ import orjson
 import pyarrow as pa
 
 from . import plans
-from .canonical import extract_fields
+from .canonical import canonical_row
 from .reasons import describe
 from .sources import Source
 
@@ -24,6 +24,8 @@ class Refusal:
     code: str
     message: str
     payload: str
+    message_id: str | None = None
+    event_type: str | None = None
 
 
 @dataclass
@@ -38,9 +40,9 @@ class Prepared:
     refusals: dict[int, Refusal] = field(default_factory=dict)
     violations: list[tuple[int, list[str]]] = field(default_factory=list)
     raw_array: pa.Array | None = None
-    # The canonical fields of each kept message (see canonical.extract_fields); None = derive
-    # them from the raw JSON in SQL.
-    fields: list[tuple | None] | None = None
+    # The event row of each kept message (canonical.ROW_COLUMNS), None where refused. Left None
+    # by bulk producers: their raw JSON is checked in SQL instead.
+    rows: list[tuple | None] | None = None
 
     def __len__(self) -> int:
         return len(self.raw_array) if self.raw_array is not None else len(self.raws)
@@ -53,6 +55,15 @@ def _as_text(message: Any) -> str:
         return repr(message)
 
 
+def _storable(raw: bytes, limit: int) -> tuple[str | None, None]:
+    """Refusals no message can escape, whatever its content: size and unstorable characters."""
+    if len(raw) > limit:
+        return "message_too_large", None
+    if b"\\u0000" in raw:
+        return "invalid_character", None
+    return None, None
+
+
 def prepare_messages(
     messages: list[Any],
     source: Source,
@@ -61,7 +72,7 @@ def prepare_messages(
     force_type: str | None = None,
 ) -> Prepared:
     """Turn decoded messages into raw JSON bytes, refusing what cannot be stored as a message."""
-    out = Prepared(fields=[])
+    out = Prepared(rows=[])
     context = integrations = sent_at = None
     if batch_fields:
         context = batch_fields.get("context") if isinstance(batch_fields.get("context"), dict) else None
@@ -72,7 +83,7 @@ def prepare_messages(
     for pos, message in enumerate(messages):
         if not isinstance(message, dict):
             out.raws.append(None)
-            out.fields.append(None)
+            out.rows.append(None)
             out.refusals[pos] = Refusal("not_an_object", describe("not_an_object"), _as_text(message))
             continue
         message.pop("writeKey", None)  # a credential never enters the event store
@@ -86,13 +97,13 @@ def prepare_messages(
         if sent_at is not None and "sentAt" not in message:
             message["sentAt"] = sent_at
         raw = orjson.dumps(message)
-        code = None
         detail = None
-        if len(raw) > max_message_bytes:
-            code, detail = "message_too_large", f"{len(raw)} bytes, limit {max_message_bytes}"
-        elif b"\\u0000" in raw:
-            code = "invalid_character"
-        elif plan:
+        code, row = _storable(raw, max_message_bytes)
+        if code == "message_too_large":
+            detail = f"{len(raw)} bytes, limit {max_message_bytes}"
+        if code is None:
+            code, row = canonical_row(message)
+        if code is None and plan:
             code, errors = plans.check(plan, message)
             if code:
                 detail = "; ".join(errors)
@@ -100,9 +111,13 @@ def prepare_messages(
                 out.violations.append((pos, errors))
         if code:
             out.raws.append(None)
-            out.fields.append(None)
-            out.refusals[pos] = Refusal(code, describe(code, detail), raw.decode())
+            out.rows.append(None)
+            given = message.get("messageId")
+            out.refusals[pos] = Refusal(
+                code, describe(code, detail), raw.decode(),
+                message_id=given if isinstance(given, str) else None,
+                event_type=message.get("type") if isinstance(message.get("type"), str) else None)
         else:
             out.raws.append(raw)
-            out.fields.append(extract_fields(message))
+            out.rows.append(row)
     return out

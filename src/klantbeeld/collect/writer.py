@@ -29,7 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..store import Engine, Session
-from .canonical import EVENT_COLUMNS, FIELD_NAMES, INPUT_SCHEMA, Canonicaliser
+from .canonical import (EVENT_COLUMNS, INPUT_SCHEMA, ROW_COLUMNS, Canonicaliser,
+                        corrected_timestamps)
 from .dedup import ID_SCHEMA, make_deduplicator
 from .prepare import Prepared
 from .reasons import describe
@@ -38,6 +39,14 @@ from .sources import Source
 log = logging.getLogger(__name__)
 
 _TS = pa.timestamp("us", tz="UTC")
+
+# What the writer works on: one row per message that reached the rules, refused or not.
+ROWS_SCHEMA = pa.schema(
+    [("job", pa.int32()), ("pos", pa.int32())]
+    + [(c, _TS if c in ("timestamp", "original_timestamp", "sent_at", "received_at")
+        else pa.string()) for c in EVENT_COLUMNS]
+    + [("error_code", pa.string())]
+)
 
 FAILED_COLUMNS = [
     "source_id", "origin", "received_at", "message_id", "event_type", "reason_code", "reason",
@@ -99,8 +108,7 @@ class Ingestor:
     def ingest(self, jobs: list[Job]) -> list[Outcome]:
         """Store a group of jobs in one transaction; return one outcome per job, in order."""
         outcomes = [Outcome() for _ in jobs]
-        batch = self._input_table(jobs)
-        rows = self._canon.run(batch) if batch.num_rows else None
+        rows = self._rows(jobs)
         stats: dict[str, Counter] = {}
         last_event: dict[str, datetime] = {}
         failed_rows: list[dict[str, Any]] = []
@@ -123,8 +131,8 @@ class Ingestor:
 
         for j, job in enumerate(jobs):
             for pos, refusal in job.prepared.refusals.items():
-                fail(j, pos, refusal.code, refusal.message, refusal.payload, None, None,
-                     self._received(job, pos))
+                fail(j, pos, refusal.code, refusal.message, refusal.payload, refusal.message_id,
+                     refusal.event_type, self._received(job, pos))
             if job.prepared.raw_array is not None and job.prepared.raw_array.null_count:
                 # A bulk producer left a row out without saying why: count it, never lose it silently.
                 nulls = pc.indices_nonzero(pc.is_null(job.prepared.raw_array)).to_pylist()
@@ -175,22 +183,24 @@ class Ingestor:
             return job.received_at_by_pos[pos]
         return job.received_at
 
-    def _input_table(self, jobs: list[Job]) -> pa.Table:
-        """The canonicaliser's input: one row per kept message of every job in the group.
+    def _rows(self, jobs: list[Job]) -> pa.Table | None:
+        """Event rows (ROWS_SCHEMA) of every kept message of the group; None when there is none.
 
-        Messages prepared in Python bring their fields along and become columns in one go for the
-        whole group; bulk jobs with raw JSON get their fields extracted in SQL.
+        Messages checked in Python bring their rows; they become columns in one go for the whole
+        group, with the clock-skew correction applied vectorised. Bulk jobs of raw JSON are checked
+        by the canonical SQL, which also gives refused rows (``error_code`` set).
         """
         parts = []
-        head: dict[str, list] = {name: [] for name in INPUT_SCHEMA.names[:6]}
-        fields: list[tuple] = []
-        raws: list[bytes] = []
+        head: dict[str, list] = {name: [] for name in ("job", "pos", "source_id", "channel",
+                                                        "origin", "received_at")}
+        rows: list[tuple] = []
+        payloads: list[bytes] = []
         for j, job in enumerate(jobs):
             prepared = job.prepared
-            if prepared.raw_array is not None or prepared.fields is None:
-                parts.append(self._bulk_input(j, job))
+            if prepared.raw_array is not None or prepared.rows is None:
+                parts.append(self._bulk_rows(j, job))
                 continue
-            kept = [pos for pos, r in enumerate(prepared.raws) if r is not None]
+            kept = [pos for pos, row in enumerate(prepared.rows) if row is not None]
             n = len(kept)
             head["job"].extend([j] * n)
             head["pos"].extend(kept)
@@ -198,32 +208,45 @@ class Ingestor:
             head["channel"].extend([job.source.channel] * n)
             head["origin"].extend([job.origin] * n)
             head["received_at"].extend(self._received(job, p) for p in kept)
-            fields.extend(prepared.fields[p] for p in kept)
-            raws.extend(prepared.raws[p] for p in kept)
-        if raws:
-            columns = list(zip(*fields))
-            arrays = [pa.array(head[f.name], f.type) for f in list(INPUT_SCHEMA)[:6]]
-            arrays += [pa.array(col, INPUT_SCHEMA.field(name).type)
-                       for name, col in zip(FIELD_NAMES, columns)]
-            arrays.append(pa.array(raws, pa.binary()).cast(pa.string()))
-            parts.insert(0, pa.Table.from_arrays(arrays, schema=INPUT_SCHEMA))
-        parts = [p for p in parts if p.num_rows]
+            rows.extend(prepared.rows[p] for p in kept)
+            payloads.extend(prepared.raws[p] for p in kept)
+        if rows:
+            columns = dict(zip(ROW_COLUMNS, zip(*rows)))
+            received = pa.array(head["received_at"], _TS)
+            original = pa.array(columns["original_timestamp"], _TS)
+            sent = pa.array(columns["sent_at"], _TS)
+            arrays = {
+                **{k: pa.array(v, ROWS_SCHEMA.field(k).type) for k, v in head.items()
+                   if k != "received_at"},
+                **{k: pa.array(columns[k], pa.string()) for k in ROW_COLUMNS
+                   if k not in ("original_timestamp", "sent_at")},
+                "timestamp": corrected_timestamps(received, original, sent),
+                "original_timestamp": original, "sent_at": sent, "received_at": received,
+                "payload": pa.array(payloads, pa.binary()).cast(pa.string()),
+                "error_code": pa.nulls(len(rows), pa.string()),
+            }
+            parts.insert(0, pa.Table.from_arrays([arrays[f.name] for f in ROWS_SCHEMA],
+                                                 schema=ROWS_SCHEMA))
+        parts = [p for p in parts if p is not None and p.num_rows]
         if not parts:
-            return INPUT_SCHEMA.empty_table()
+            return None
         return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
 
-    def _bulk_input(self, j: int, job: Job) -> pa.Table:
-        """Input rows of a job that gave raw JSON only: fields extracted in SQL."""
+    def _bulk_rows(self, j: int, job: Job) -> pa.Table | None:
+        """Rows of a job that gave raw JSON only: checked by the canonical SQL."""
         prepared = job.prepared
         if prepared.raw_array is not None:
             raw = prepared.raw_array.cast(pa.string())
         else:
             raw = pa.array(prepared.raws, pa.binary()).cast(pa.string())
-        positions = pc.indices_nonzero(pc.is_valid(raw)).cast(pa.int32())
-        raw = raw.take(positions)
+        if raw.null_count:
+            positions = pc.indices_nonzero(pc.is_valid(raw)).cast(pa.int32())
+            raw = raw.take(positions)
+        else:
+            positions = pa.array(range(len(raw)), pa.int32())
         n = len(positions)
         if not n:
-            return INPUT_SCHEMA.empty_table()
+            return None
         received = pa.array([self._received(job, p) for p in positions.to_pylist()], _TS) \
             if job.received_at_by_pos else pa.array([job.received_at] * n, _TS)
         raw_input = pa.Table.from_arrays(
@@ -232,7 +255,8 @@ class Ingestor:
              pa.array([job.source.channel] * n, pa.string()),
              pa.array([job.origin] * n, pa.string()), received, raw],
             names=INPUT_SCHEMA.names[:6] + ["raw"])
-        return self._canon.extract(raw_input)
+        checked = self._canon.run(self._canon.extract(raw_input))
+        return checked.select(ROWS_SCHEMA.names).cast(ROWS_SCHEMA)
 
     @staticmethod
     def _count(jobs, outcomes, accepted, new, stats, last_event) -> None:
