@@ -42,11 +42,11 @@ def main() -> None:
         from . import ingest
 
         requests = 300 if args.quick else 2000
-        rows = ingest.run(engines, requests, 100, 8, args.pg_server)
+        rows = ingest.run(engines, requests, 100, 16, args.pg_server)
         results["ingest_http"] = rows
-        out.append(_table(f"HTTP /v1/batch ingestion ({requests} requests × 100 events, 8 "
+        out.append(_table(f"HTTP /v1/batch ingestion ({requests} requests × 100 events, 16 "
                           "connections, durable)", rows,
-                          ["engine", "events_per_s", "floor_events_per_s", "ratio_to_floor",
+                          ["engine", "workers", "events_per_s", "floor_events_per_s", "ratio_to_floor",
                            "p50_ms", "p99_ms", "acknowledged", "stored"]))
     if "import" in args.which:
         try:

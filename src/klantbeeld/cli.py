@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from . import __version__
-from .cli_support import json_option, open_workspace, print_json, store_options, user_errors
+from .cli_support import fail, json_option, open_workspace, print_json, store_options, user_errors
 from .collect.cli import failed_group, sources_group, status_command
 from .collect.sources import CHANNELS
 
@@ -41,19 +41,33 @@ def init_command(channels, home, database_url, as_json) -> None:
 @click.option("--port", envvar="KLANTBEELD_PORT", type=int, default=8000, show_default=True)
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Server processes (PostgreSQL only: a DuckDB file has one writing process).")
 @store_options
-def serve_command(host, port, log_level, home, database_url) -> None:
+def serve_command(host, port, log_level, workers, home, database_url) -> None:
     """Run the HTTP API (collection, sources, status, failed events)."""
+    import os
+
     import uvicorn
 
     from .app import create_app
     from .settings import load_settings
 
     settings = load_settings(home=home, database_url=database_url, host=host, port=port)
+    url = settings.resolved_database_url()
+    if workers > 1 and not url.startswith(("postgresql://", "postgres://")):
+        fail("--workers above 1 needs PostgreSQL: DuckDB lets one process write its file")
     click.echo(f"Klantbeeld {__version__} on http://{host}:{port} "
                f"(docs at http://{host}:{port}/docs)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level,
-                access_log=False, timeout_graceful_shutdown=30)
+    options = dict(host=host, port=port, log_level=log_level, access_log=False,
+                   timeout_graceful_shutdown=30)
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    # Worker processes build their own app from the environment.
+    os.environ["KLANTBEELD_HOME"] = str(settings.home)
+    os.environ["KLANTBEELD_DATABASE_URL"] = url
+    uvicorn.run("klantbeeld.app:create_app", factory=True, workers=workers, **options)
 
 
 main.add_command(sources_group)

@@ -229,3 +229,14 @@ def test_the_default_data_dir_is_relative_to_the_working_directory(tmp_path, mon
     assert (tmp_path / "klantbeeld-data" / "klantbeeld.duckdb").is_file()
     result = CliRunner().invoke(main, ["sources", "list", "--json"])
     assert [s["name"] for s in json.loads(result.stdout)] == ["web"]
+
+
+def test_serve_refuses_several_workers_on_duckdb(tmp_path):
+    """A DuckDB file has one writing process; asking for more is an error, not a crash later."""
+    from click.testing import CliRunner
+
+    from klantbeeld.cli import main
+
+    result = CliRunner().invoke(main, ["serve", "--workers", "2", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "PostgreSQL" in result.output

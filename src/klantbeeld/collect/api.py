@@ -22,7 +22,7 @@ from .prepare import Prepared, Refusal, prepare_messages
 from .ratelimit import retry_after_header
 from .reasons import describe
 from .sources import Principal, Source
-from .writer import Job, Outcome
+from .writer import Job, Outcome, job_rows
 
 router = APIRouter(tags=["collect"])
 
@@ -141,7 +141,9 @@ async def _ingest(request: Request, kind: str) -> Response:
                        f"source {source.name!r} is limited to {source.rate_limit:g} events/s",
                        headers={"Retry-After": retry_after_header(wait)})
 
-    outcome = await _submit(request, Job(source, prepared, origin="http", received_at=received_at))
+    job = Job(source, prepared, origin="http", received_at=received_at)
+    job.rows = job_rows(job)  # here, beside the writer thread, not inside its commit loop
+    outcome = await _submit(request, job)
     if kind in ("batch", "import"):
         return json_response({
             "success": True, "accepted": outcome.accepted, "duplicates": outcome.duplicates,

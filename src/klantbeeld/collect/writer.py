@@ -48,6 +48,8 @@ ROWS_SCHEMA = pa.schema(
     + [("error_code", pa.string())]
 )
 
+JOB_ROWS_SCHEMA = pa.schema([f for f in ROWS_SCHEMA if f.name != "job"])
+
 FAILED_COLUMNS = [
     "source_id", "origin", "received_at", "message_id", "event_type", "reason_code", "reason",
     "payload", "detail", "status", "attempts", "last_attempt_at",
@@ -68,6 +70,8 @@ class Job:
     record_failures: bool = True  # replays update their failed entry instead of adding one
     # Runs inside the commit that stores this job, after everything else (replays settle here).
     on_commit: Callable[[Session, "Outcome"], None] | None = None
+    # The job's event rows (JOB_ROWS_SCHEMA); built by job_rows() before submitting, or by the writer.
+    rows: pa.Table | None = None
 
 
 @dataclass
@@ -88,6 +92,51 @@ class Outcome:
     @property
     def failed(self) -> int:
         return len(self.failures)
+
+
+def _received(job: Job, pos: int) -> datetime:
+    if job.received_at_by_pos and pos in job.received_at_by_pos:
+        return job.received_at_by_pos[pos]
+    return job.received_at
+
+
+def _checked_in_python(job: Job) -> bool:
+    return job.prepared.raw_array is None and job.prepared.rows is not None
+
+
+def job_rows(job: Job) -> pa.Table | None:
+    """The event rows (JOB_ROWS_SCHEMA) of a job whose messages were checked in Python.
+
+    Pure and thread-safe: the HTTP handler calls it before submitting, so this per-message work
+    runs beside the writer instead of inside its commit loop.
+    """
+    if not _checked_in_python(job):
+        return None
+    prepared = job.prepared
+    kept = [pos for pos, row in enumerate(prepared.rows) if row is not None]
+    n = len(kept)
+    if not n:
+        return None
+    columns = dict(zip(ROW_COLUMNS, zip(*(prepared.rows[p] for p in kept))))
+    if job.received_at_by_pos:
+        received = pa.array([_received(job, p) for p in kept], _TS)
+    else:
+        received = pa.array([job.received_at] * n, _TS)
+    original = pa.array(columns["original_timestamp"], _TS)
+    sent = pa.array(columns["sent_at"], _TS)
+    arrays = {
+        "pos": pa.array(kept, pa.int32()),
+        "source_id": pa.array([job.source.source_id] * n, pa.string()),
+        "channel": pa.array([job.source.channel] * n, pa.string()),
+        "origin": pa.array([job.origin] * n, pa.string()),
+        **{k: pa.array(columns[k], pa.string()) for k in ROW_COLUMNS
+           if k not in ("original_timestamp", "sent_at")},
+        "timestamp": corrected_timestamps(received, original, sent),
+        "original_timestamp": original, "sent_at": sent, "received_at": received,
+        "payload": pa.array([prepared.raws[p] for p in kept], pa.binary()).cast(pa.string()),
+        "error_code": pa.nulls(n, pa.string()),
+    }
+    return pa.Table.from_arrays([arrays[f.name] for f in JOB_ROWS_SCHEMA], schema=JOB_ROWS_SCHEMA)
 
 
 class Ingestor:
@@ -132,14 +181,14 @@ class Ingestor:
         for j, job in enumerate(jobs):
             for pos, refusal in job.prepared.refusals.items():
                 fail(j, pos, refusal.code, refusal.message, refusal.payload, refusal.message_id,
-                     refusal.event_type, self._received(job, pos))
+                     refusal.event_type, _received(job, pos))
             if job.prepared.raw_array is not None and job.prepared.raw_array.null_count:
                 # A bulk producer left a row out without saying why: count it, never lose it silently.
                 nulls = pc.indices_nonzero(pc.is_null(job.prepared.raw_array)).to_pylist()
                 for pos in nulls:
                     if pos not in job.prepared.refusals:
                         fail(j, pos, "invalid_row", describe("invalid_row"), "", None, None,
-                             self._received(job, pos))
+                             _received(job, pos))
 
         accepted = None
         if rows is not None:
@@ -177,62 +226,25 @@ class Ingestor:
         self._dedup.committed()
         return outcomes
 
-    @staticmethod
-    def _received(job: Job, pos: int) -> datetime:
-        if job.received_at_by_pos and pos in job.received_at_by_pos:
-            return job.received_at_by_pos[pos]
-        return job.received_at
-
     def _rows(self, jobs: list[Job]) -> pa.Table | None:
         """Event rows (ROWS_SCHEMA) of every kept message of the group; None when there is none.
 
-        Messages checked in Python bring their rows; they become columns in one go for the whole
-        group, with the clock-skew correction applied vectorised. Bulk jobs of raw JSON are checked
-        by the canonical SQL, which also gives refused rows (``error_code`` set).
+        Jobs checked in Python bring their rows (built by :func:`job_rows`, ideally already in the
+        request handler, off this thread); bulk jobs of raw JSON are checked here by the canonical
+        SQL, which also gives refused rows (``error_code`` set).
         """
         parts = []
-        head: dict[str, list] = {name: [] for name in ("job", "pos", "source_id", "channel",
-                                                        "origin", "received_at")}
-        rows: list[tuple] = []
-        payloads: list[bytes] = []
         for j, job in enumerate(jobs):
-            prepared = job.prepared
-            if prepared.raw_array is not None or prepared.rows is None:
-                parts.append(self._bulk_rows(j, job))
-                continue
-            kept = [pos for pos, row in enumerate(prepared.rows) if row is not None]
-            n = len(kept)
-            head["job"].extend([j] * n)
-            head["pos"].extend(kept)
-            head["source_id"].extend([job.source.source_id] * n)
-            head["channel"].extend([job.source.channel] * n)
-            head["origin"].extend([job.origin] * n)
-            head["received_at"].extend(self._received(job, p) for p in kept)
-            rows.extend(prepared.rows[p] for p in kept)
-            payloads.extend(prepared.raws[p] for p in kept)
-        if rows:
-            columns = dict(zip(ROW_COLUMNS, zip(*rows)))
-            received = pa.array(head["received_at"], _TS)
-            original = pa.array(columns["original_timestamp"], _TS)
-            sent = pa.array(columns["sent_at"], _TS)
-            arrays = {
-                **{k: pa.array(v, ROWS_SCHEMA.field(k).type) for k, v in head.items()
-                   if k != "received_at"},
-                **{k: pa.array(columns[k], pa.string()) for k in ROW_COLUMNS
-                   if k not in ("original_timestamp", "sent_at")},
-                "timestamp": corrected_timestamps(received, original, sent),
-                "original_timestamp": original, "sent_at": sent, "received_at": received,
-                "payload": pa.array(payloads, pa.binary()).cast(pa.string()),
-                "error_code": pa.nulls(len(rows), pa.string()),
-            }
-            parts.insert(0, pa.Table.from_arrays([arrays[f.name] for f in ROWS_SCHEMA],
-                                                 schema=ROWS_SCHEMA))
-        parts = [p for p in parts if p is not None and p.num_rows]
+            if job.rows is None:
+                job.rows = job_rows(job) if _checked_in_python(job) else self._bulk_rows(job)
+            if job.rows is not None and job.rows.num_rows:
+                parts.append(job.rows.add_column(
+                    0, "job", pa.array(np.full(job.rows.num_rows, j, dtype=np.int32))))
         if not parts:
             return None
         return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
 
-    def _bulk_rows(self, j: int, job: Job) -> pa.Table | None:
+    def _bulk_rows(self, job: Job) -> pa.Table | None:
         """Rows of a job that gave raw JSON only: checked by the canonical SQL."""
         prepared = job.prepared
         if prepared.raw_array is not None:
@@ -247,16 +259,16 @@ class Ingestor:
         n = len(positions)
         if not n:
             return None
-        received = pa.array([self._received(job, p) for p in positions.to_pylist()], _TS) \
+        received = pa.array([_received(job, p) for p in positions.to_pylist()], _TS) \
             if job.received_at_by_pos else pa.array([job.received_at] * n, _TS)
         raw_input = pa.Table.from_arrays(
-            [pa.array([j] * n, pa.int32()), positions,
+            [pa.array([0] * n, pa.int32()), positions,
              pa.array([job.source.source_id] * n, pa.string()),
              pa.array([job.source.channel] * n, pa.string()),
              pa.array([job.origin] * n, pa.string()), received, raw],
             names=INPUT_SCHEMA.names[:6] + ["raw"])
         checked = self._canon.run(self._canon.extract(raw_input))
-        return checked.select(ROWS_SCHEMA.names).cast(ROWS_SCHEMA)
+        return checked.select(JOB_ROWS_SCHEMA.names).cast(JOB_ROWS_SCHEMA)
 
     @staticmethod
     def _count(jobs, outcomes, accepted, new, stats, last_event) -> None:

@@ -71,6 +71,11 @@ class DuckDBEngine(Engine):
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
         # Day boundaries and zone-less timestamps in UTC, as on PostgreSQL, whatever the host's TZ.
         self._con.execute("SET GLOBAL TimeZone = 'UTC'")
+        # DuckDB checkpoints (folds the WAL into the file) inside a commit once the WAL passes this
+        # size, stalling the ingestion writer for that commit. The default (16 MB, ~16K events)
+        # checkpoints so often that the stalls cost a fifth of ingestion throughput; 64 MB keeps
+        # each stall under half a second and WAL replay after a crash short.
+        self._con.execute("SET GLOBAL checkpoint_threshold = '64MB'")
         self._lock = threading.Lock()
         self._closed = False
 
