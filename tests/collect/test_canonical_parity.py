@@ -13,7 +13,8 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from klantbeeld.collect.canonical import INPUT_SCHEMA, ROW_COLUMNS, Canonicaliser, canonical_row
+from klantbeeld.collect.canonical import (RAW_INPUT_SCHEMA, ROW_COLUMNS, Canonicaliser,
+                                          canonical_row)
 
 IDS = st.one_of(st.none(), st.just(""), st.text(max_size=12), st.integers(-10**12, 10**12),
                 st.sampled_from([1.5, -2.25, 3.0]), st.booleans(), st.just({"a": 1}),
@@ -53,10 +54,10 @@ def _sql(messages: list[dict]) -> list[dict]:
     raw_input = pa.table({
         "job": pa.array([0] * n, pa.int32()), "pos": pa.array(range(n), pa.int32()),
         "source_id": ["s"] * n, "channel": ["web"] * n, "origin": ["import"] * n,
-        "received_at": pa.array([now] * n, INPUT_SCHEMA.field("received_at").type),
+        "received_at": pa.array([now] * n, RAW_INPUT_SCHEMA.field("received_at").type),
         "raw": [orjson.dumps(m).decode() for m in messages],
     })
-    return _canon.run(_canon.extract(raw_input)).to_pylist()
+    return _canon.check_raw(raw_input).to_pylist()
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -32,19 +32,11 @@ _TS = pa.timestamp("us", tz="UTC")
 _UTC = timezone.utc
 TYPES = frozenset(("identify", "track", "page", "screen", "group", "alias"))
 
-# The fields of a message the rules look at, in order (all text, except bad_id).
-FIELD_NAMES = [
-    "type", "given_id", "user_id", "anonymous_id", "group_id", "previous_id", "bad_id", "event",
-    "name", "device_id", "ts_text", "ots_text", "sent_text", "has_external_ids",
-]
-_BOOLEAN_FIELDS = ("bad_id", "has_external_ids")
-
-INPUT_SCHEMA = pa.schema(
-    [("job", pa.int32()), ("pos", pa.int32()), ("source_id", pa.string()),
-     ("channel", pa.string()), ("origin", pa.string()), ("received_at", _TS)]
-    + [(name, pa.bool_() if name in _BOOLEAN_FIELDS else pa.string()) for name in FIELD_NAMES]
-    + [("raw", pa.string())]
-)
+# What the canonical SQL reads: raw JSON messages with where and when they arrived.
+RAW_INPUT_SCHEMA = pa.schema([
+    ("job", pa.int32()), ("pos", pa.int32()), ("source_id", pa.string()),
+    ("channel", pa.string()), ("origin", pa.string()), ("received_at", _TS), ("raw", pa.string()),
+])
 
 # Columns of the events table this produces, in order.
 EVENT_COLUMNS = [
@@ -73,7 +65,10 @@ def _identifier(value: Any) -> tuple[str | None, bool]:
 
 
 def extract_fields(message: dict[str, Any]) -> tuple:
-    """The FIELD_NAMES of one decoded message, as the canonical SQL expects them."""
+    """The fields of one decoded message the rules look at, as the canonical SQL extracts them:
+    type, messageId, userId, anonymousId, groupId, previousId, whether an id has a wrong type,
+    event, name, context.device.id, timestamp, originalTimestamp, sentAt (texts), and whether
+    context.externalIds holds anything."""
     user_id, bad_user = _identifier(message.get("userId"))
     anonymous_id, bad_anon = _identifier(message.get("anonymousId"))
     group_id, bad_group = _identifier(message.get("groupId"))
@@ -177,12 +172,12 @@ FROM (
 """
 
 _SQL = """
-WITH y AS (
+WITH {input_cte}y AS (
     SELECT *,
         TRY_CAST(ts_text AS TIMESTAMPTZ) AS ts_given,
         TRY_CAST(ots_text AS TIMESTAMPTZ) AS ots_given,
         TRY_CAST(sent_text AS TIMESTAMPTZ) AS sent_at
-    FROM input
+    FROM {input_name}
 ), z AS (
     SELECT *, COALESCE(ots_given, ts_given) AS original_timestamp FROM y
 )
@@ -212,6 +207,9 @@ FROM z
 """
 
 
+_RAW_SQL = _SQL.format(input_cte=f"fields AS ({_EXTRACT_SQL}), ", input_name="fields")
+
+
 class Canonicaliser:
     """Runs the canonical SQL. One instance per writer (it owns a DuckDB connection)."""
 
@@ -221,23 +219,15 @@ class Canonicaliser:
         self._con.execute("SET GLOBAL TimeZone = 'UTC'")  # zone-less timestamps: UTC, not host time
         self._lock = threading.Lock()
 
-    def extract(self, raw_input: pa.Table) -> pa.Table:
-        """Pull the fields out of raw JSON messages (columns of INPUT_SCHEMA but the fields)."""
+    def check_raw(self, raw_input: pa.Table) -> pa.Table:
+        """Check raw JSON messages (``raw_input``: RAW_INPUT_SCHEMA);
+        one row per message: ``job``, ``pos``, the event columns and ``error_code``."""
         with self._lock:
             self._con.register("raw_input", raw_input)
             try:
-                return self._con.sql(_EXTRACT_SQL).to_arrow_table().cast(INPUT_SCHEMA)
+                return self._con.sql(_RAW_SQL).to_arrow_table()
             finally:
                 self._con.unregister("raw_input")
-
-    def run(self, batch: pa.Table) -> pa.Table:
-        """Return one row per input row: event columns, ``job``, ``pos`` and ``error_code``."""
-        with self._lock:
-            self._con.register("input", batch)
-            try:
-                return self._con.sql(_SQL).to_arrow_table()
-            finally:
-                self._con.unregister("input")
 
     def close(self) -> None:
         self._con.close()

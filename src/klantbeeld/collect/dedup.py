@@ -19,7 +19,9 @@ import threading
 from collections import OrderedDict
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from ..store import Engine, Session
@@ -63,13 +65,17 @@ class Deduplicator:
     window: timedelta
 
 
-def _first_occurrences(ids: pa.Table) -> list[bool]:
+def _keys(ids: pa.Table) -> pa.Array:
+    """One key per row: source id and message id, joined by a separator neither may contain."""
+    keys = pc.binary_join_element_wise(ids.column("source_id"), ids.column("message_id"), "\x1f")
+    return keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
+
+
+def _first_occurrences(keys: pa.Array) -> np.ndarray:
     """Within one group, only the first message with a given (source, id) can be new."""
-    seen: set[tuple[str, str]] = set()
-    first = []
-    for key in zip(ids.column("source_id").to_pylist(), ids.column("message_id").to_pylist()):
-        first.append(key not in seen)
-        seen.add(key)
+    codes = pc.dictionary_encode(keys).indices.to_numpy(zero_copy_only=False)
+    first = np.zeros(len(codes), dtype=bool)
+    first[np.unique(codes, return_index=True)[1]] = True
     return first
 
 
@@ -100,32 +106,28 @@ class MemoryWindowDeduplicator(Deduplicator):
             self._seen.popitem(last=False)
 
     def admit(self, session: Session, ids: pa.Table) -> list[bool]:
-        first = _first_occurrences(ids)
-        sources = ids.column("source_id").to_pylist()
-        messages = ids.column("message_id").to_pylist()
-        permanent = ids.column("permanent").to_pylist()
-        received = ids.column("received_at").cast(pa.int64()).to_pylist()
-        new = list(first)
-        known_permanent: set[tuple[str, str]] = set()
-        if any(permanent):
-            wanted = ids.filter(ids.column("permanent"))
-            session_rows = _known_permanent(session, wanted)
-            known_permanent = set(session_rows)
-        now = datetime.now(timezone.utc).timestamp()
-        with self._lock:
-            self._prune(now)
-            for i, (src, mid, perm) in enumerate(zip(sources, messages, permanent)):
-                if not new[i]:
-                    continue
-                if perm:
-                    new[i] = (src, mid) not in known_permanent
-                else:
-                    new[i] = f"{src}\x1f{mid}" not in self._seen
-            self._pending = [
-                (f"{sources[i]}\x1f{messages[i]}", received[i] / 1e6)
-                for i in range(len(new)) if new[i] and not permanent[i]
-            ]
-        return new
+        keys = _keys(ids)
+        new = _first_occurrences(keys)
+        permanent = ids.column("permanent").to_numpy(zero_copy_only=False)
+        if permanent.any():
+            # Imported ids: set-based against the events already stored.
+            known = _known_permanent(session, ids.filter(pa.array(permanent)))
+            seen = pc.is_in(keys, value_set=known).to_numpy(zero_copy_only=False)
+            new &= ~(permanent & seen)
+        window = np.flatnonzero(new & ~permanent)
+        pending: list[tuple[str, float]] = []
+        if len(window):
+            window_keys = keys.take(pa.array(window)).to_pylist()
+            received = ids.column("received_at").take(pa.array(window)).cast(pa.int64()).to_numpy()
+            with self._lock:
+                self._prune(datetime.now(timezone.utc).timestamp())
+                for i, key, at in zip(window, window_keys, received):
+                    if key in self._seen:
+                        new[i] = False
+                    else:
+                        pending.append((key, at / 1e6))
+        self._pending = pending
+        return new.tolist()
 
     def committed(self) -> None:
         with self._lock:
@@ -137,15 +139,15 @@ class MemoryWindowDeduplicator(Deduplicator):
         self._pending = []
 
 
-def _known_permanent(session: Session, wanted: pa.Table) -> list[tuple[str, str]]:
-    # DuckDB-only path: the Arrow table is visible to the query by its Python name.
+def _known_permanent(session: Session, wanted: pa.Table) -> pa.Array:
+    """Keys (as :func:`_keys`) of the wanted ids that are stored already (DuckDB)."""
     cur = getattr(session, "_cur")
     cur.register("_kb_wanted_ids", wanted)
     try:
-        return cur.execute(
-            "SELECT e.source_id, e.message_id FROM events e "
+        return cur.sql(
+            "SELECT e.source_id || chr(31) || e.message_id AS k FROM events e "
             "SEMI JOIN _kb_wanted_ids w ON e.source_id = w.source_id AND e.message_id = w.message_id"
-        ).fetchall()
+        ).to_arrow_table().column("k").combine_chunks()
     finally:
         cur.unregister("_kb_wanted_ids")
 
@@ -157,8 +159,8 @@ class PrimaryKeyDeduplicator(Deduplicator):
         self.window = window
 
     def admit(self, session: Session, ids: pa.Table) -> list[bool]:
-        first = _first_occurrences(ids)
-        candidates = ids.filter(pa.array(first, pa.bool_()))
+        first = _first_occurrences(_keys(ids))
+        candidates = ids.filter(pa.array(first))
         conn = getattr(session, "_conn")
         conn.execute(
             "CREATE TEMP TABLE IF NOT EXISTS _kb_ids (source_id text, message_id text, "
@@ -179,9 +181,9 @@ class PrimaryKeyDeduplicator(Deduplicator):
             "RETURNING source_id, message_id",
             (cutoff,),
         ).fetchall()
-        admitted = set(inserted)
-        keys = zip(ids.column("source_id").to_pylist(), ids.column("message_id").to_pylist())
-        return [f and key in admitted for f, key in zip(first, keys)]
+        admitted = pa.array([f"{source}\x1f{message}" for source, message in inserted], pa.string())
+        stored_now = pc.is_in(_keys(ids), value_set=admitted).to_numpy(zero_copy_only=False)
+        return (first & stored_now).tolist()
 
 
 def make_deduplicator(engine: Engine, window: timedelta) -> Deduplicator:

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..store import Engine, Session
-from .canonical import (EVENT_COLUMNS, INPUT_SCHEMA, ROW_COLUMNS, Canonicaliser,
+from .canonical import (EVENT_COLUMNS, RAW_INPUT_SCHEMA, ROW_COLUMNS, Canonicaliser,
                         corrected_timestamps)
 from .dedup import ID_SCHEMA, make_deduplicator
 from .prepare import Prepared
@@ -139,6 +139,41 @@ def job_rows(job: Job) -> pa.Table | None:
     return pa.Table.from_arrays([arrays[f.name] for f in JOB_ROWS_SCHEMA], schema=JOB_ROWS_SCHEMA)
 
 
+def bulk_rows(canon: Canonicaliser, job: Job) -> pa.Table | None:
+    """The event rows of a job that gave raw JSON only, checked by the canonical SQL (refused
+    rows come back with ``error_code`` set)."""
+    prepared = job.prepared
+    if prepared.raw_array is not None:
+        raw = prepared.raw_array.cast(pa.string())
+    else:
+        raw = pa.array(prepared.raws, pa.binary()).cast(pa.string())
+    if raw.null_count:
+        positions = pc.indices_nonzero(pc.is_valid(raw)).cast(pa.int32())
+        raw = raw.take(positions)
+    else:
+        positions = pa.array(np.arange(len(raw), dtype=np.int32))
+    n = len(positions)
+    if not n:
+        return None
+    received = pa.array([_received(job, p) for p in positions.to_pylist()], _TS) \
+        if job.received_at_by_pos else pa.array([job.received_at] * n, _TS)
+    raw_input = pa.Table.from_arrays(
+        [pa.array(np.zeros(n, dtype=np.int32)), positions,
+         pa.array([job.source.source_id] * n, pa.string()),
+         pa.array([job.source.channel] * n, pa.string()),
+         pa.array([job.origin] * n, pa.string()), received, raw],
+        schema=RAW_INPUT_SCHEMA)
+    checked = canon.check_raw(raw_input)
+    return checked.select(JOB_ROWS_SCHEMA.names).cast(JOB_ROWS_SCHEMA)
+
+
+def precompute_rows(job: Job, canon: Canonicaliser) -> None:
+    """Fill ``job.rows`` — callable from any thread, with a Canonicaliser that thread owns, so
+    producers (HTTP handlers, import readers) do this work beside the writer, not inside it."""
+    if job.rows is None:
+        job.rows = job_rows(job) if _checked_in_python(job) else bulk_rows(canon, job)
+
+
 class Ingestor:
     """Turns jobs into stored events. ``ingest`` is synchronous; ``start``/``submit`` add the thread."""
 
@@ -190,8 +225,9 @@ class Ingestor:
                         fail(j, pos, "invalid_row", describe("invalid_row"), "", None, None,
                              _received(job, pos))
 
-        accepted = None
-        if rows is not None:
+        accepted = rows
+        if rows is not None and rows.column("error_code").null_count < rows.num_rows:
+            # Filtering copies every column (payloads too): only when something was refused.
             bad = rows.filter(pc.is_valid(rows.column("error_code")))
             for r in bad.select(["job", "pos", "error_code", "payload", "message_id", "type",
                                  "received_at"]).to_pylist():
@@ -206,12 +242,13 @@ class Ingestor:
                         "source_id": accepted.column("source_id"),
                         "message_id": accepted.column("message_id"),
                         "received_at": accepted.column("received_at"),
-                        "permanent": pa.array([jobs[j].permanent_ids for j in
-                                               accepted.column("job").to_pylist()], pa.bool_()),
+                        "permanent": pa.array(np.array([job.permanent_ids for job in jobs])[
+                            accepted.column("job").to_numpy()]),
                     }, schema=ID_SCHEMA)
                     new = self._dedup.admit(tx, ids)
                     self._count(jobs, outcomes, accepted, new, stats, last_event)
-                    accepted = accepted.filter(pa.array(new, pa.bool_()))
+                    if not all(new):
+                        accepted = accepted.filter(pa.array(new, pa.bool_()))
                     tx.append("events", accepted.select(EVENT_COLUMNS))
                 if failed_rows:
                     tx.append("failed_events", pa.Table.from_pylist(failed_rows, _FAILED_SCHEMA))
@@ -236,39 +273,13 @@ class Ingestor:
         parts = []
         for j, job in enumerate(jobs):
             if job.rows is None:
-                job.rows = job_rows(job) if _checked_in_python(job) else self._bulk_rows(job)
+                precompute_rows(job, self._canon)
             if job.rows is not None and job.rows.num_rows:
                 parts.append(job.rows.add_column(
                     0, "job", pa.array(np.full(job.rows.num_rows, j, dtype=np.int32))))
         if not parts:
             return None
         return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
-
-    def _bulk_rows(self, job: Job) -> pa.Table | None:
-        """Rows of a job that gave raw JSON only: checked by the canonical SQL."""
-        prepared = job.prepared
-        if prepared.raw_array is not None:
-            raw = prepared.raw_array.cast(pa.string())
-        else:
-            raw = pa.array(prepared.raws, pa.binary()).cast(pa.string())
-        if raw.null_count:
-            positions = pc.indices_nonzero(pc.is_valid(raw)).cast(pa.int32())
-            raw = raw.take(positions)
-        else:
-            positions = pa.array(range(len(raw)), pa.int32())
-        n = len(positions)
-        if not n:
-            return None
-        received = pa.array([_received(job, p) for p in positions.to_pylist()], _TS) \
-            if job.received_at_by_pos else pa.array([job.received_at] * n, _TS)
-        raw_input = pa.Table.from_arrays(
-            [pa.array([0] * n, pa.int32()), positions,
-             pa.array([job.source.source_id] * n, pa.string()),
-             pa.array([job.source.channel] * n, pa.string()),
-             pa.array([job.origin] * n, pa.string()), received, raw],
-            names=INPUT_SCHEMA.names[:6] + ["raw"])
-        checked = self._canon.run(self._canon.extract(raw_input))
-        return checked.select(JOB_ROWS_SCHEMA.names).cast(JOB_ROWS_SCHEMA)
 
     @staticmethod
     def _count(jobs, outcomes, accepted, new, stats, last_event) -> None:

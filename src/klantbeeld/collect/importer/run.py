@@ -27,7 +27,8 @@ from ...store import Session
 from ...workspace import Workspace
 from ..prepare import Prepared, Refusal, prepare_messages
 from ..sources import Source, SourceError, get_source
-from ..writer import Job, Outcome
+from ..canonical import Canonicaliser
+from ..writer import Job, Outcome, precompute_rows
 from .build import Column, MessageBuilder
 from .mapping import Mapping, default_mapping, load_mapping, parse_mapping
 from .csv_reader import CsvReader
@@ -217,18 +218,28 @@ def _new_report(ws: Workspace, src: Source, input_name: str, fmt: str, kind: str
     return report
 
 
+def _job(src: Source, prepared: Prepared, canon: Canonicaliser) -> Job:
+    """A writer job with its event rows already checked, here in the reader thread: the writer
+    then only de-duplicates and stores, and the two overlap."""
+    job = Job(src, prepared, origin="import", permanent_ids=True)
+    precompute_rows(job, canon)
+    return job
+
+
 def _segment_chunks(path: Path, codec: str | None, chunk_size: int, src: Source,
-                    max_bytes: int) -> Iterator[tuple[Prepared, LineMap, int, int]]:
-    for lines, first, done in read_lines(path, codec, chunk_size):
-        prepared, numbers, blank = prepare_lines(lines, first, src, max_bytes)
-        yield prepared, numbers, done, blank
+                    max_bytes: int) -> Iterator[tuple[Job, LineMap, int, int]]:
+    with closing(Canonicaliser()) as canon:
+        for lines, first, done in read_lines(path, codec, chunk_size):
+            prepared, numbers, blank = prepare_lines(lines, first, src, max_bytes)
+            yield _job(src, prepared, canon), numbers, done, blank
 
 
 def _built_chunks(chunks: Iterator[Chunk], builder: MessageBuilder, src: Source, max_bytes: int
-                  ) -> Iterator[tuple[Prepared, LineMap, int, int]]:
-    for chunk in chunks:
-        prepared = _prepared(chunk, builder, src, max_bytes)
-        yield prepared, chunk.lines, chunk.done, chunk.skipped_empty
+                  ) -> Iterator[tuple[Job, LineMap, int, int]]:
+    with closing(Canonicaliser()) as canon:
+        for chunk in chunks:
+            prepared = _prepared(chunk, builder, src, max_bytes)
+            yield _job(src, prepared, canon), chunk.lines, chunk.done, chunk.skipped_empty
 
 
 def _read_ahead(items: Iterator, depth: int = 2) -> Iterator:
@@ -317,13 +328,12 @@ def _drive(ws: Workspace, src: Source, report: ImportReport, chunks: Iterator,
 
     try:
         with closing(_read_ahead(chunks)) as ahead:
-            for prepared, lines, done, blank in ahead:
+            for job, lines, done, blank in ahead:
                 report.skipped_empty += blank
-                rows = len(prepared)
+                rows = len(job.prepared)
                 if rows:
-                    details = _Details(where, unit, lines)
-                    job = Job(src, prepared, origin="import", permanent_ids=True, details=details,
-                              on_commit=lambda tx, out, rows=rows: counted(tx, out, rows))
+                    job.details = _Details(where, unit, lines)
+                    job.on_commit = lambda tx, out, rows=rows: counted(tx, out, rows)
                     outcome = ws.ingestor.run(job)
                     report.rows_read += rows
                     report.accepted += outcome.accepted
