@@ -377,7 +377,7 @@ def test_a_timestamp_without_zone_is_utc_whatever_the_host_time_zone(database_ur
         "import sys, pathlib\n"
         "from klantbeeld.collect.prepare import prepare_messages\n"
         "from klantbeeld.collect.sources import create_source\n"
-        "from klantbeeld.collect.writer import Job\n"
+        "from klantbeeld.collect.jobs import Job\n"
         "from klantbeeld.settings import load_settings\n"
         "from klantbeeld.workspace import Workspace\n"
         "with Workspace.open(load_settings(home=pathlib.Path(sys.argv[2]),\n"

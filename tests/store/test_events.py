@@ -11,7 +11,7 @@ from conftest import stored_events
 
 from klantbeeld.collect.prepare import prepare_messages
 from klantbeeld.collect.sources import create_source, get_source
-from klantbeeld.collect.writer import Job
+from klantbeeld.collect.jobs import Job
 
 RECEIVED = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
 

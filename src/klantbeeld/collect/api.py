@@ -22,7 +22,7 @@ from .prepare import Prepared, Refusal, prepare_messages
 from .ratelimit import retry_after_header
 from .reasons import describe
 from .sources import Principal, Source
-from .writer import Job, Outcome, job_rows
+from .jobs import Job, Outcome, job_rows
 
 router = APIRouter(tags=["collect"])
 

@@ -17,7 +17,8 @@ from ..store import Engine, Session
 from .prepare import Prepared, Refusal, prepare_messages
 from .reasons import describe
 from .sources import get_source
-from .writer import Ingestor, Job, Outcome
+from .jobs import Job, Outcome
+from .writer import Ingestor
 
 STATUSES = ("failed", "replayed")
 

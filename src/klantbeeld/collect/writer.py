@@ -19,9 +19,8 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import orjson
@@ -29,149 +28,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..store import Engine, Session
-from .canonical import (EVENT_COLUMNS, RAW_INPUT_SCHEMA, ROW_COLUMNS, Canonicaliser,
-                        corrected_timestamps)
+from .canonical import EVENT_COLUMNS, Canonicaliser
 from .dedup import ID_SCHEMA, make_deduplicator
-from .prepare import Prepared
+from .jobs import Failure, Job, Outcome, precompute_rows, received_at_of
 from .reasons import describe
-from .sources import Source
 
 log = logging.getLogger(__name__)
 
-_TS = pa.timestamp("us", tz="UTC")
-
-# What the writer works on: one row per message that reached the rules, refused or not.
-ROWS_SCHEMA = pa.schema(
-    [("job", pa.int32()), ("pos", pa.int32())]
-    + [(c, _TS if c in ("timestamp", "original_timestamp", "sent_at", "received_at")
-        else pa.string()) for c in EVENT_COLUMNS]
-    + [("error_code", pa.string())]
-)
-
-JOB_ROWS_SCHEMA = pa.schema([f for f in ROWS_SCHEMA if f.name != "job"])
-
-FAILED_COLUMNS = [
-    "source_id", "origin", "received_at", "message_id", "event_type", "reason_code", "reason",
-    "payload", "detail", "status", "attempts", "last_attempt_at",
-]
-
-
-@dataclass
-class Job:
-    """Messages of one source received together (one request, one file chunk, one replay)."""
-
-    source: Source
-    prepared: Prepared
-    origin: str = "http"
-    received_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-    permanent_ids: bool = False
-    details: dict[int, dict[str, Any]] | None = None  # per position, e.g. {"line": 12}
-    received_at_by_pos: dict[int, datetime] | None = None  # replays keep their first receipt time
-    record_failures: bool = True  # replays update their failed entry instead of adding one
-    # Runs inside the commit that stores this job, after everything else (replays settle here).
-    on_commit: Callable[[Session, "Outcome"], None] | None = None
-    # The job's event rows (JOB_ROWS_SCHEMA); built by job_rows() before submitting, or by the writer.
-    rows: pa.Table | None = None
-
-
-@dataclass
-class Failure:
-    pos: int
-    code: str
-    message: str
-    message_id: str | None = None
-
-
-@dataclass
-class Outcome:
-    accepted: int = 0
-    duplicates: int = 0
-    failures: list[Failure] = field(default_factory=list)
-    accepted_positions: list[int] = field(default_factory=list)
-
-    @property
-    def failed(self) -> int:
-        return len(self.failures)
-
-
-def _received(job: Job, pos: int) -> datetime:
-    if job.received_at_by_pos and pos in job.received_at_by_pos:
-        return job.received_at_by_pos[pos]
-    return job.received_at
-
-
-def _checked_in_python(job: Job) -> bool:
-    return job.prepared.raw_array is None and job.prepared.rows is not None
-
-
-def job_rows(job: Job) -> pa.Table | None:
-    """The event rows (JOB_ROWS_SCHEMA) of a job whose messages were checked in Python.
-
-    Pure and thread-safe: the HTTP handler calls it before submitting, so this per-message work
-    runs beside the writer instead of inside its commit loop.
-    """
-    if not _checked_in_python(job):
-        return None
-    prepared = job.prepared
-    kept = [pos for pos, row in enumerate(prepared.rows) if row is not None]
-    n = len(kept)
-    if not n:
-        return None
-    columns = dict(zip(ROW_COLUMNS, zip(*(prepared.rows[p] for p in kept))))
-    if job.received_at_by_pos:
-        received = pa.array([_received(job, p) for p in kept], _TS)
-    else:
-        received = pa.array([job.received_at] * n, _TS)
-    original = pa.array(columns["original_timestamp"], _TS)
-    sent = pa.array(columns["sent_at"], _TS)
-    arrays = {
-        "pos": pa.array(kept, pa.int32()),
-        "source_id": pa.array([job.source.source_id] * n, pa.string()),
-        "channel": pa.array([job.source.channel] * n, pa.string()),
-        "origin": pa.array([job.origin] * n, pa.string()),
-        **{k: pa.array(columns[k], pa.string()) for k in ROW_COLUMNS
-           if k not in ("original_timestamp", "sent_at")},
-        "timestamp": corrected_timestamps(received, original, sent),
-        "original_timestamp": original, "sent_at": sent, "received_at": received,
-        "payload": pa.array([prepared.raws[p] for p in kept], pa.binary()).cast(pa.string()),
-        "error_code": pa.nulls(n, pa.string()),
-    }
-    return pa.Table.from_arrays([arrays[f.name] for f in JOB_ROWS_SCHEMA], schema=JOB_ROWS_SCHEMA)
-
-
-def bulk_rows(canon: Canonicaliser, job: Job) -> pa.Table | None:
-    """The event rows of a job that gave raw JSON only, checked by the canonical SQL (refused
-    rows come back with ``error_code`` set)."""
-    prepared = job.prepared
-    if prepared.raw_array is not None:
-        raw = prepared.raw_array.cast(pa.string())
-    else:
-        raw = pa.array(prepared.raws, pa.binary()).cast(pa.string())
-    if raw.null_count:
-        positions = pc.indices_nonzero(pc.is_valid(raw)).cast(pa.int32())
-        raw = raw.take(positions)
-    else:
-        positions = pa.array(np.arange(len(raw), dtype=np.int32))
-    n = len(positions)
-    if not n:
-        return None
-    received = pa.array([_received(job, p) for p in positions.to_pylist()], _TS) \
-        if job.received_at_by_pos else pa.array([job.received_at] * n, _TS)
-    raw_input = pa.Table.from_arrays(
-        [pa.array(np.zeros(n, dtype=np.int32)), positions,
-         pa.array([job.source.source_id] * n, pa.string()),
-         pa.array([job.source.channel] * n, pa.string()),
-         pa.array([job.origin] * n, pa.string()), received, raw],
-        schema=RAW_INPUT_SCHEMA)
-    checked = canon.check_raw(raw_input)
-    return checked.select(JOB_ROWS_SCHEMA.names).cast(JOB_ROWS_SCHEMA)
-
-
-def precompute_rows(job: Job, canon: Canonicaliser) -> None:
-    """Fill ``job.rows`` — callable from any thread, with a Canonicaliser that thread owns, so
-    producers (HTTP handlers, import readers) do this work beside the writer, not inside it."""
-    if job.rows is None:
-        job.rows = job_rows(job) if _checked_in_python(job) else bulk_rows(canon, job)
+__all__ = ["Failure", "Ingestor", "Job", "Outcome"]
 
 
 class Ingestor:
@@ -216,14 +80,14 @@ class Ingestor:
         for j, job in enumerate(jobs):
             for pos, refusal in job.prepared.refusals.items():
                 fail(j, pos, refusal.code, refusal.message, refusal.payload, refusal.message_id,
-                     refusal.event_type, _received(job, pos))
+                     refusal.event_type, received_at_of(job, pos))
             if job.prepared.raw_array is not None and job.prepared.raw_array.null_count:
                 # A bulk producer left a row out without saying why: count it, never lose it silently.
                 nulls = pc.indices_nonzero(pc.is_null(job.prepared.raw_array)).to_pylist()
                 for pos in nulls:
                     if pos not in job.prepared.refusals:
                         fail(j, pos, "invalid_row", describe("invalid_row"), "", None, None,
-                             _received(job, pos))
+                             received_at_of(job, pos))
 
         accepted = rows
         if rows is not None and rows.column("error_code").null_count < rows.num_rows:
@@ -286,7 +150,6 @@ class Ingestor:
         """Per job and per source: accepted and duplicate counts, newest event time."""
         is_new = np.asarray(new, dtype=bool)
         job_ids = accepted.column("job").to_numpy()
-        positions = accepted.column("pos").to_numpy()
         stamps = accepted.column("timestamp").cast(pa.int64()).to_numpy()
         newest: dict[str, int] = {}
         for j in np.unique(job_ids):
@@ -296,7 +159,6 @@ class Ingestor:
             sid = jobs[j].source.source_id
             outcomes[j].accepted += n_new
             outcomes[j].duplicates += n_dup
-            outcomes[j].accepted_positions.extend(positions[fresh].tolist())
             counter = stats.setdefault(sid, Counter())
             counter["accepted"] += n_new
             counter["duplicates"] += n_dup

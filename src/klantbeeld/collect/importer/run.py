@@ -28,7 +28,7 @@ from ...workspace import Workspace
 from ..prepare import Prepared, Refusal, prepare_messages
 from ..sources import Source, SourceError, get_source
 from ..canonical import Canonicaliser
-from ..writer import Job, Outcome, precompute_rows
+from ..jobs import Job, Outcome, precompute_rows
 from .build import Column, MessageBuilder
 from .mapping import Mapping, default_mapping, load_mapping, parse_mapping
 from .csv_reader import CsvReader
