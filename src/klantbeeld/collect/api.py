@@ -123,28 +123,28 @@ async def _ingest(request: Request, kind: str) -> Response:
     if source.disabled:
         raise ApiError(403, "source_disabled", f"the source {source.name!r} is disabled")
 
-    if kind in ("batch", "import"):
-        messages = data.get("batch")
-        if not isinstance(messages, list):
-            raise ApiError(400, "invalid_batch", "a batch body needs a list under \"batch\"")
-        if len(messages) > settings.max_batch_messages:
-            raise ApiError(400, "batch_too_large",
-                           f"{len(messages)} messages; at most {settings.max_batch_messages} per batch")
-        prepared = prepare_messages(messages, source, settings.max_message_bytes, batch_fields=data)
-    else:
-        prepared = prepare_messages([data], source, settings.max_message_bytes,
-                                    force_type=SINGLE_TYPES[kind])
-
-    wait = state.ratelimiter.take(source.source_id, source.rate_limit, len(prepared))
+    batch = kind in ("batch", "import")
+    messages = data.get("batch") if batch else [data]
+    if not isinstance(messages, list):
+        raise ApiError(400, "invalid_batch", "a batch body needs a list under \"batch\"")
+    if len(messages) > settings.max_batch_messages:
+        raise ApiError(400, "batch_too_large",
+                       f"{len(messages)} messages; at most {settings.max_batch_messages} per batch")
+    wait = state.ratelimiter.take(source.source_id, source.rate_limit, len(messages))
     if wait:
         raise ApiError(429, "rate_limited",
                        f"source {source.name!r} is limited to {source.rate_limit:g} events/s",
                        headers={"Retry-After": retry_after_header(wait)})
+    if batch:
+        prepared = prepare_messages(messages, source, settings.max_message_bytes, batch_fields=data)
+    else:
+        prepared = prepare_messages(messages, source, settings.max_message_bytes,
+                                    force_type=SINGLE_TYPES[kind])
 
     job = Job(source, prepared, origin="http", received_at=received_at)
     job.rows = job_rows(job)  # here, beside the writer thread, not inside its commit loop
     outcome = await _submit(request, job)
-    if kind in ("batch", "import"):
+    if batch:
         return json_response({
             "success": True, "accepted": outcome.accepted, "duplicates": outcome.duplicates,
             "failed": [{"index": f.pos, "code": f.code, "message": f.message}
