@@ -38,6 +38,12 @@ RAW_INPUT_SCHEMA = pa.schema([
     ("channel", pa.string()), ("origin", pa.string()), ("received_at", _TS), ("raw", pa.string()),
 ])
 
+# The fields the rules read, as columns: what the SQL extracts from raw JSON, or what a bulk
+# producer that already knows them hands over (so the JSON it just built is not parsed again).
+FIELD_COLUMNS = ["type", "given_id", "user_id", "anonymous_id", "group_id", "previous_id",
+                 "bad_id", "event", "name", "device_id", "ts_text", "ots_text", "sent_text",
+                 "has_external_ids"]
+
 # Columns of the events table this produces, in order.
 EVENT_COLUMNS = [
     "message_id", "source_id", "channel", "origin", "type", "event", "name", "user_id",
@@ -208,6 +214,7 @@ FROM z
 
 
 _RAW_SQL = _SQL.format(input_cte=f"fields AS ({_EXTRACT_SQL}), ", input_name="fields")
+_FIELDS_SQL = _SQL.format(input_cte="", input_name="fields_input")
 
 
 class Canonicaliser:
@@ -228,6 +235,15 @@ class Canonicaliser:
                 return self._con.sql(_RAW_SQL).to_arrow_table()
             finally:
                 self._con.unregister("raw_input")
+
+    def check_fields(self, fields_input: pa.Table) -> pa.Table:
+        """As :meth:`check_raw`, for input that also holds the FIELD_COLUMNS already."""
+        with self._lock:
+            self._con.register("fields_input", fields_input)
+            try:
+                return self._con.sql(_FIELDS_SQL).to_arrow_table()
+            finally:
+                self._con.unregister("fields_input")
 
     def close(self) -> None:
         self._con.close()

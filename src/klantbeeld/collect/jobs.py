@@ -125,9 +125,11 @@ def bulk_rows(canon: Canonicaliser, job: Job) -> pa.Table | None:
         raw = prepared.raw_array.cast(pa.string())
     else:
         raw = pa.array(prepared.raws, pa.binary()).cast(pa.string())
+    fields = prepared.raw_fields if prepared.raw_array is not None else None
     if raw.null_count:
         positions = pc.indices_nonzero(pc.is_valid(raw)).cast(pa.int32())
         raw = raw.take(positions)
+        fields = fields.take(positions) if fields is not None else None
     else:
         positions = pa.array(np.arange(len(raw), dtype=np.int32))
     n = len(positions)
@@ -135,13 +137,15 @@ def bulk_rows(canon: Canonicaliser, job: Job) -> pa.Table | None:
         return None
     received = pa.array([received_at_of(job, p) for p in positions.to_pylist()], _TS) \
         if job.received_at_by_pos else pa.array([job.received_at] * n, _TS)
-    raw_input = pa.Table.from_arrays(
-        [pa.array(np.zeros(n, dtype=np.int32)), positions,
-         pa.array([job.source.source_id] * n, pa.string()),
-         pa.array([job.source.channel] * n, pa.string()),
-         pa.array([job.origin] * n, pa.string()), received, raw],
-        schema=RAW_INPUT_SCHEMA)
-    checked = canon.check_raw(raw_input)
+    head = [pa.array(np.zeros(n, dtype=np.int32)), positions,
+            pa.array([job.source.source_id] * n, pa.string()),
+            pa.array([job.source.channel] * n, pa.string()),
+            pa.array([job.origin] * n, pa.string()), received]
+    if fields is not None:
+        names = RAW_INPUT_SCHEMA.names[:6] + fields.column_names + ["raw"]
+        checked = canon.check_fields(pa.Table.from_arrays(head + fields.columns + [raw], names))
+    else:
+        checked = canon.check_raw(pa.Table.from_arrays(head + [raw], schema=RAW_INPUT_SCHEMA))
     return checked.select(JOB_ROWS_SCHEMA.names).cast(JOB_ROWS_SCHEMA)
 
 

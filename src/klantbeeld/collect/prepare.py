@@ -40,6 +40,9 @@ class Prepared:
     refusals: dict[int, Refusal] = field(default_factory=dict)
     violations: list[tuple[int, list[str]]] = field(default_factory=list)
     raw_array: pa.Array | None = None
+    # Optional, beside raw_array: its canonical.FIELD_COLUMNS, row for row, when the producer
+    # knows them (spares the rules from parsing the JSON again).
+    raw_fields: pa.Table | None = None
     # The event row of each kept message (canonical.ROW_COLUMNS), None where refused. Left None
     # by bulk producers: their raw JSON is checked in SQL instead.
     rows: list[tuple | None] | None = None

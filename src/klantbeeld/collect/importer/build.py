@@ -25,6 +25,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..canonical import FIELD_COLUMNS
 from ..prepare import Refusal
 from ..reasons import describe
 from .mapping import Field, Mapping, MappingError
@@ -54,6 +55,7 @@ class Column:
 class Built:
     raw: pa.Array                 # raw message JSON per row, null where refused
     refusals: dict[int, Refusal]  # why, for every null
+    fields: pa.Table              # the canonical fields of each row (canonical.FIELD_COLUMNS)
 
 
 class _Params:
@@ -141,18 +143,27 @@ class MessageBuilder:
             return f"j{i}"
 
         pieces = [p('"type":' + orjson.dumps(m.type).decode())]
-        for key, column in (("userId", m.user_id), ("anonymousId", m.anonymous_id)):
+        # The canonical fields, as text, beside the JSON: the rules then need not parse it again.
+        fields = {"type": p(m.type), "user_id": "NULL", "anonymous_id": "NULL", "event": "NULL",
+                  "ts_text": "NULL", "has_external_ids": "FALSE"}
+        for key, column, name in (("userId", m.user_id, "user_id"),
+                                  ("anonymousId", m.anonymous_id, "anonymous_id")):
             if column:
-                pieces.append(f"{p(',' + _json_key(key))} || {j(use(column, 'string'))}")
+                i = use(column, "string")
+                pieces.append(f"{p(',' + _json_key(key))} || {j(i)}")
+                fields[name] = f"t{i}"
         if m.event:
             pieces.append(p(',"event":' + orjson.dumps(m.event).decode()))
+            fields["event"] = p(m.event)
         elif m.event_column:
             i = use(m.event_column, "string")
             prefix = orjson.dumps(m.event_prefix or "").decode()[:-1]  # '"Email ' + rest of value
             pieces.append(f"{p(',' + _json_key('event') + prefix)} || substr({j(i)}, 2)")
+            fields["event"] = f"{p(m.event_prefix or '')} || t{i}"
         if m.timestamp:
             i = use(m.timestamp, "timestamp", m.timestamp_format, main_ts=True)
             pieces.append(f"{p(',' + _json_key('timestamp'))} || {j(i)}")
+            fields["ts_text"] = f"substr(v{i}, 2, length(v{i}) - 2)"  # v: the quoted ISO text
 
         def obj(fields: tuple[Field, ...]) -> str:
             parts = [f"{p(_json_key(f.name))} || {j(use(f.column, f.type, f.format))}"
@@ -170,19 +181,18 @@ class MessageBuilder:
                 tail = (',"type":' + orjson.dumps(kind).decode()
                         + ',"collection":"users","encoding":"none"}')
                 ids.append(f"{id_open} || {j(use(col, 'string'))} || {p(tail)}")
-            context.append(f"'\"externalIds\":[' || NULLIF(concat_ws(',', {', '.join(ids)}), '') "
-                           "|| ']'")
+            id_list = f"NULLIF(concat_ws(',', {', '.join(ids)}), '')"
+            context.append(f"'\"externalIds\":[' || {id_list} || ']'")
+            fields["has_external_ids"] = f"{id_list} IS NOT NULL"
         if m.type == "track" and m.traits:
             context.append(f"'\"traits\":{{' || NULLIF({obj(m.traits)}, '') || '}}'")
         if context:
             pieces.append(f"',\"context\":{{' || NULLIF(concat_ws(',', {', '.join(context)}), '') "
                           "|| '}'")
 
+        mid = f"'imp-' || left(md5({p(source_id + '|')} || body), 32)"
         if m.message_id:
-            mid = f"COALESCE({j(use(m.message_id, 'string'))}, "
-        else:
-            mid = "("
-        mid += f"'\"imp-' || left(md5({p(source_id + '|')} || body), 32) || '\"')"
+            mid = f"COALESCE(t{use(m.message_id, 'string')}, {mid})"
 
         # Text kinds cannot fail, so their JSON is final; the others fall back to the raw text.
         checked = {i for i, _, _ in problems}
@@ -194,6 +204,13 @@ class MessageBuilder:
         cases = [f"CASE WHEN {bad[i]} THEN {d} END" for i, d, _ in problems]
         detail = f"concat_ws('; ', {', '.join(cases)})" if problems else "NULL"
         nul = p("\\u0000")
+        field_columns = ", ".join(
+            [f"{fields['type']} AS type", "given_id", f"{fields['user_id']} AS user_id",
+             f"{fields['anonymous_id']} AS anonymous_id", "NULL::VARCHAR AS group_id",
+             "NULL::VARCHAR AS previous_id", "FALSE AS bad_id", f"{fields['event']} AS event",
+             "NULL::VARCHAR AS name", "NULL::VARCHAR AS device_id",
+             f"{fields['ts_text']} AS ts_text", "NULL::VARCHAR AS ots_text",
+             "NULL::VARCHAR AS sent_text", f"{fields['has_external_ids']} AS has_external_ids"])
         too_big = f"strlen(msg) > {int(max_bytes)}"
         # body is the message without its braces and messageId: what the stable id is a hash of.
         sql = f"""
@@ -201,15 +218,16 @@ WITH s1 AS (SELECT *, {', '.join(texts) or '1 AS none'} FROM chunk),
 s2 AS (SELECT *, {', '.join(values) or '1 AS none2'} FROM s1),
 s3 AS (SELECT *, {', '.join(jsons) or '1 AS none3'} FROM s2),
 s4 AS (SELECT *, concat({', '.join(pieces)}) AS body FROM s3),
-s5 AS (SELECT *, '{{"messageId":' || {mid} || ',' || body || '}}' AS msg,
+s4b AS (SELECT *, {mid} AS given_id FROM s4),
+s5 AS (SELECT *, '{{"messageId":' || to_json(given_id) || ',' || body || '}}' AS msg,
         CASE WHEN {ts_bad} THEN 'invalid_timestamp' WHEN {any_bad} THEN 'invalid_value' END AS pcode
-        FROM s4),
+        FROM s4b),
 s6 AS (SELECT *, COALESCE(pcode, CASE WHEN {too_big} THEN 'message_too_large'
                   WHEN contains(msg, {nul}) THEN 'invalid_character' END) AS code FROM s5)
 SELECT CASE WHEN code IS NULL THEN msg END AS raw, code,
        CASE WHEN pcode IS NOT NULL THEN {detail}
             WHEN {too_big} THEN strlen(msg) || ' bytes, limit {int(max_bytes)}' END AS detail,
-       CASE WHEN code IS NOT NULL THEN msg END AS payload
+       CASE WHEN code IS NOT NULL THEN msg END AS payload, {field_columns}
 FROM s6
 """
         return sql, p.values
@@ -232,7 +250,7 @@ FROM s6
                 reason = (row["detail"] if row["code"] in ("invalid_value", "invalid_timestamp")
                           else describe(row["code"], row["detail"]))
                 refusals[pos] = Refusal(row["code"], reason, row["payload"])
-        return Built(raw, refusals)
+        return Built(raw, refusals, result.select(FIELD_COLUMNS))
 
     def close(self) -> None:
         self._con.close()

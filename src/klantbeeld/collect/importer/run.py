@@ -294,13 +294,15 @@ def _prepared(chunk: Chunk, builder: MessageBuilder, src: Source, max_bytes: int
     built = builder.build(chunk.table) if chunk.table.num_rows else None
     refusals = dict(built.refusals) if built else {}
     raw = built.raw if built else pa.array([], pa.string())
+    fields = built.fields if built else None
     if chunk.refused:
         n = chunk.table.num_rows
         for i, (code, reason, payload) in enumerate(chunk.refused):
             refusals[n + i] = Refusal(code, reason, payload)
         raw = pa.concat_arrays([raw.cast(pa.string()), pa.nulls(len(chunk.refused), pa.string())])
+        fields = None  # rows the reader refused have no fields: let the rules read the JSON
     if not src.tracking_plan:
-        return Prepared(refusals=refusals, raw_array=raw)
+        return Prepared(refusals=refusals, raw_array=raw, raw_fields=fields)
     # The source's tracking plan applies to imports too: the per-message path checks it.
     messages = [orjson.loads(r) if r is not None else None for r in raw.to_pylist()]
     prepared = prepare_messages(messages, src, max_bytes)
