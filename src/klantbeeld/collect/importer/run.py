@@ -38,7 +38,11 @@ from .segment import prepare_lines
 from .sql_source import SqlReader, decode_cursor, encode_cursor
 from .sql_source import input_name as sql_input_name
 
-CHUNK_SIZE = 100_000
+# One chunk is one transaction. DuckDB's row groups hold 122,880 rows, and a transaction that
+# appends whole row groups writes them straight to the database file instead of the WAL (to be
+# written a second time at the next checkpoint): at this size CSV import ran ~20 % faster than
+# at 100,000 rows.
+CHUNK_SIZE = 122_880
 SAMPLES = 10
 AS_CHOICES = ("identify", "track", "segment")
 

@@ -108,7 +108,7 @@ class SqlReader:
     total = None
 
     def __init__(self, url: str, query: str, cursor: str | None = None, after: Any = None,
-                 chunk_size: int = 100_000) -> None:
+                 chunk_size: int = 122_880) -> None:
         if not url.startswith(SCHEMES):
             raise ImportInputError(f"unsupported database URL {redact(url)}; use postgresql://…, "
                                    "duckdb:///path or sqlite:///path")
