@@ -37,10 +37,21 @@ ID_SCHEMA = pa.schema(
 
 
 class Deduplicator:
-    """Interface: ``admit`` picks the new ids and records them inside the caller's transaction."""
+    """Interface: ``store`` appends the events whose ids are new, inside the caller's transaction,
+    and says which were; ``admit`` only decides."""
 
     def admit(self, session: Session, ids: pa.Table) -> list[bool]:
         raise NotImplementedError
+
+    def store(self, session: Session, events: pa.Table, permanent: np.ndarray) -> list[bool]:
+        """Append the events (events-table columns) whose ids are new; return which were."""
+        ids = pa.table({"source_id": events.column("source_id"),
+                        "message_id": events.column("message_id"),
+                        "received_at": events.column("received_at"),
+                        "permanent": pa.array(permanent)}, schema=ID_SCHEMA)
+        new = self.admit(session, ids)
+        session.append("events", events if all(new) else events.filter(pa.array(new)))
+        return new
 
     def committed(self) -> None:
         """The transaction that called ``admit`` committed."""

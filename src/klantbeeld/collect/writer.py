@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from ..store import Engine, Session
 from .canonical import EVENT_COLUMNS, Canonicaliser
-from .dedup import ID_SCHEMA, make_deduplicator
+from .dedup import make_deduplicator
 from .jobs import Failure, Job, Outcome, precompute_rows, received_at_of
 from .reasons import describe
 
@@ -102,18 +102,12 @@ class Ingestor:
         with self.engine.transaction() as tx:
             try:
                 if accepted is not None and accepted.num_rows:
-                    ids = pa.table({
-                        "source_id": accepted.column("source_id"),
-                        "message_id": accepted.column("message_id"),
-                        "received_at": accepted.column("received_at"),
-                        "permanent": pa.array(np.array([job.permanent_ids for job in jobs])[
-                            accepted.column("job").to_numpy()]),
-                    }, schema=ID_SCHEMA)
-                    new = self._dedup.admit(tx, ids)
+                    permanent = np.array([job.permanent_ids for job in jobs])[
+                        accepted.column("job").to_numpy()]
+                    new = self._dedup.store(tx, accepted.select(EVENT_COLUMNS), permanent)
                     self._count(jobs, outcomes, accepted, new, stats, last_event)
                     if not all(new):
                         accepted = accepted.filter(pa.array(new, pa.bool_()))
-                    tx.append("events", accepted.select(EVENT_COLUMNS))
                 if failed_rows:
                     tx.append("failed_events", pa.Table.from_pylist(failed_rows, _FAILED_SCHEMA))
                 self._record_violations(tx, jobs, accepted)
