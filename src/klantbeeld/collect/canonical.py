@@ -229,21 +229,19 @@ class Canonicaliser:
     def check_raw(self, raw_input: pa.Table) -> pa.Table:
         """Check raw JSON messages (``raw_input``: RAW_INPUT_SCHEMA);
         one row per message: ``job``, ``pos``, the event columns and ``error_code``."""
-        with self._lock:
-            self._con.register("raw_input", raw_input)
-            try:
-                return self._con.sql(_RAW_SQL).to_arrow_table()
-            finally:
-                self._con.unregister("raw_input")
+        return self._query(_RAW_SQL, "raw_input", raw_input)
 
     def check_fields(self, fields_input: pa.Table) -> pa.Table:
         """As :meth:`check_raw`, for input that also holds the FIELD_COLUMNS already."""
+        return self._query(_FIELDS_SQL, "fields_input", fields_input)
+
+    def _query(self, sql: str, name: str, table: pa.Table) -> pa.Table:
         with self._lock:
-            self._con.register("fields_input", fields_input)
+            self._con.register(name, table)
             try:
-                return self._con.sql(_FIELDS_SQL).to_arrow_table()
+                return self._con.sql(sql).to_arrow_table()
             finally:
-                self._con.unregister("fields_input")
+                self._con.unregister(name)
 
     def close(self) -> None:
         self._con.close()

@@ -8,11 +8,9 @@ a household shares, where the device id is tied to two userIds.
 
 from __future__ import annotations
 
-from .clock import iso_ms
 from .people import Person
 from .sessions import Device, Session
-from .web import Renderer, mobile_ip, traits_of
-from .writer import message_id
+from .web import Renderer, mobile_ip, segment_message, traits_of
 
 APP_NAME = "Klantbeeld Shop"
 
@@ -42,19 +40,7 @@ def render_app(r: Renderer, s: Session) -> None:
 
     def emit(kind: str, label: str | None, payload: dict) -> None:
         clock[0] += 1000 + int(py.expovariate(1 / 20000))
-        msg = {"type": kind, "messageId": message_id(py), "anonymousId": d.anon}
-        if d.user:
-            msg["userId"] = d.user
-        msg["timestamp"] = iso_ms(clock[0])
-        if kind == "track":
-            msg["event"] = label
-            msg["properties"] = payload
-        elif kind == "screen":
-            msg["name"] = label
-            msg["properties"] = payload
-        else:
-            msg["traits"] = payload
-        msg["context"] = context
+        msg = segment_message(py, kind, label, payload, d.anon, d.user, clock[0], context)
         push(clock[0], msg, actor.pid)
 
     def screen(name: str, path: str, title: str, props: dict) -> None:

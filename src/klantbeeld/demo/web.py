@@ -73,6 +73,26 @@ def last_order_before(actor, ts: int) -> str | None:
     return ids[-1] if ids else None
 
 
+def segment_message(py: random.Random, kind: str, label: str | None, payload: dict,
+                    anonymous_id: str, user_id: str | None, ms: int, context: dict) -> dict:
+    """One Segment message as a browser or app SDK sends it: track carries ``event``, page and
+    screen carry ``name``, both with properties; identify carries traits."""
+    msg = {"type": kind, "messageId": message_id(py), "anonymousId": anonymous_id}
+    if user_id:
+        msg["userId"] = user_id
+    msg["timestamp"] = iso_ms(ms)
+    if kind == "track":
+        msg["event"] = label
+        msg["properties"] = payload
+    elif kind in ("page", "screen"):
+        msg["name"] = label
+        msg["properties"] = payload
+    else:
+        msg["traits"] = payload
+    msg["context"] = context
+    return msg
+
+
 class Renderer:
     """Shared state for rendering: random stream, catalog, output streams."""
 
@@ -113,20 +133,8 @@ class Renderer:
 
         def emit(kind: str, label: str | None, payload: dict) -> None:
             clock[0] += 1500 + int(py.expovariate(1 / 25000))
-            msg = {"type": kind, "messageId": message_id(py),
-                   "anonymousId": b.cookie}
-            if b.user:
-                msg["userId"] = b.user
-            msg["timestamp"] = iso_ms(clock[0])
-            if kind == "track":
-                msg["event"] = label
-                msg["properties"] = payload
-            elif kind == "page":
-                msg["name"] = label
-                msg["properties"] = payload
-            else:
-                msg["traits"] = payload
-            msg["context"] = {"ip": ip, "userAgent": b.ua, "page": page_ctx}
+            msg = segment_message(py, kind, label, payload, b.cookie, b.user, clock[0],
+                                  {"ip": ip, "userAgent": b.ua, "page": page_ctx})
             push(clock[0], msg, actor.pid)
 
         def page(name: str, path: str, title: str, props: dict) -> None:
