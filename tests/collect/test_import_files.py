@@ -343,3 +343,21 @@ def test_shuffled_large_file_in_chunks_dedups_by_content(ws, tmp_path):
     assert import_file(ws, first, "crm", as_="identify", chunk_size=64).accepted == 300
     report = import_file(ws, second, "crm", as_="identify", chunk_size=50)
     assert (report.accepted, report.duplicates) == (0, 300)
+
+
+def test_failed_list_shows_where_a_bad_row_came_from(ws, tmp_path):
+    """People fixing an export need the file and line, not just a reason, in the table."""
+    from click.testing import CliRunner
+
+    from klantbeeld.cli import main
+
+    path = tmp_path / "contacts.csv"
+    path.write_text("id,email,signed_up\nC1,a@b.nl,2024-01-01\nC2,c@d.nl,not a date\n")
+    import_file(ws, path, "crm", as_="identify",
+                mapping={"user_id": "id", "timestamp": "signed_up",
+                         "traits": {"email": "email"}})
+    result = CliRunner().invoke(main, ["failed", "list", "--data-dir", str(ws.settings.home),
+                                       "--database", ws.settings.resolved_database_url()])
+    ws_lines = [line for line in result.output.splitlines() if "invalid_timestamp" in line]
+    assert result.exit_code == 0, result.output
+    assert len(ws_lines) == 1 and "contacts.csv:3" in ws_lines[0]

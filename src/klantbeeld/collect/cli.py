@@ -129,9 +129,27 @@ def failed_list(source, reason, status, limit, offset, home, database_url, as_js
     if as_json:
         print_json({"total": total, "items": rows})
         return
-    print_table(rows, ["failed_id", "source", "origin", "received_at", "reason_code", "status",
-                       "attempts"])
+    for row in rows:
+        row["where"] = _where(row.get("detail"))
+    print_table(rows, ["failed_id", "source", "origin", "where", "received_at", "reason_code",
+                       "status", "attempts"])
     click.echo(f"{total} in all")
+
+
+def _where(detail) -> str | None:
+    """Where an imported row came from, as people read it: ``contacts.csv:451``."""
+    if isinstance(detail, str):
+        try:
+            detail = orjson.loads(detail)
+        except orjson.JSONDecodeError:
+            return None
+    if not isinstance(detail, dict):
+        return None
+    place = detail.get("file") or detail.get("input")
+    number = detail.get("line") or detail.get("row")
+    if place and number is not None:
+        return f"{place}:{number}"
+    return place
 
 
 @failed_group.command("show")
