@@ -46,7 +46,7 @@ def main() -> None:
         results["ingest_http"] = rows
         out.append(_table(f"HTTP /v1/batch ingestion ({requests} requests × 100 events, 16 "
                           "connections, durable)", rows,
-                          ["engine", "workers", "events_per_s", "floor_events_per_s", "ratio_to_floor",
+                          ["engine", "workers", "ingest_processes", "events_per_s", "floor_events_per_s", "ratio_to_floor",
                            "p50_ms", "p99_ms", "acknowledged", "stored"]))
     if "import" in args.which:
         from . import bulk_import

@@ -89,15 +89,16 @@ def floor(engine: str, bodies: list[bytes], pg_url: str | None) -> float:
     return count / (time.perf_counter() - started)
 
 
-def _start_server(home: Path, database: str, port: int,
-                  workers: int = 1) -> tuple[subprocess.Popen, str]:
+def _start_server(home: Path, database: str, port: int, workers: int = 1,
+                  ingest_processes: int = 1) -> tuple[subprocess.Popen, str]:
     keys = json.loads(subprocess.run(
         [sys.executable, "-m", "klantbeeld.cli", "init", "--channel", "web", "--json",
          "--data-dir", str(home), "--database", database],
         check=True, capture_output=True, text=True).stdout)
     proc = subprocess.Popen(
         [sys.executable, "-m", "klantbeeld.cli", "serve", "--port", str(port), "--data-dir",
-         str(home), "--database", database, "--log-level", "warning", "--workers", str(workers)],
+         str(home), "--database", database, "--log-level", "warning", "--workers", str(workers),
+         "--ingest-processes", str(ingest_processes)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(300):
         try:
@@ -110,10 +111,10 @@ def _start_server(home: Path, database: str, port: int,
 
 
 def http(engine: str, bodies: list[bytes], connections: int, pg_url: str | None,
-         port: int = 8765, workers: int = 1) -> dict:
+         port: int = 8765, workers: int = 1, ingest_processes: int = 1) -> dict:
     home = Path(tempfile.mkdtemp())
     database = pg_url if engine == "postgres" else f"duckdb:///{home / 'kb.duckdb'}"
-    proc, key = _start_server(home, database, port, workers)
+    proc, key = _start_server(home, database, port, workers, ingest_processes)
     try:
         requests = [build_request("127.0.0.1", port, "/v1/batch", b, key) for b in bodies]
         warm = max(1, len(requests) // 20)
@@ -155,11 +156,16 @@ def run(engines: list[str], requests: int, batch_size: int, connections: int,
     for engine in engines:
         pg_url = fresh_pg_database(pg_server) if engine == "postgres" else None
         floor_rate = floor(engine, bodies, pg_url)
-        # PostgreSQL takes several server processes; a DuckDB file one.
+        # PostgreSQL takes several server processes; a DuckDB file one. Each with request
+        # decoding in the server process (0) and in a worker process (1, serve's default here).
         for workers in ((1, 2) if engine == "postgres" else (1,)):
-            if engine == "postgres":
-                pg_url = fresh_pg_database(pg_server)
-            result = http(engine, bodies, connections, pg_url, workers=workers)
-            rows.append({"engine": engine, "workers": workers, "floor_events_per_s": floor_rate,
-                         **result, "ratio_to_floor": result["events_per_s"] / floor_rate})
+            for ingest_processes in (0, 1):
+                if engine == "postgres":
+                    pg_url = fresh_pg_database(pg_server)
+                result = http(engine, bodies, connections, pg_url, workers=workers,
+                              ingest_processes=ingest_processes)
+                rows.append({"engine": engine, "workers": workers,
+                             "ingest_processes": ingest_processes,
+                             "floor_events_per_s": floor_rate, **result,
+                             "ratio_to_floor": result["events_per_s"] / floor_rate})
     return rows

@@ -18,6 +18,7 @@ from .collect.admin_api import router as collect_admin_router
 from .collect.api import router as collect_router
 from .collect.ratelimit import RateLimiter
 from .collect.sources import KeyRing
+from .collect.workers import IngestPool
 from .http import ApiError, error_response, json_response
 from .settings import Settings, load_settings
 from .workspace import Workspace
@@ -42,11 +43,17 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
         app.state.keyring = KeyRing(ws.engine)
         app.state.ratelimiter = RateLimiter()
         app.state.ingestor = ws.ingestor
+        app.state.ingest_pool = None
+        if ws.settings.ingest_processes > 0:
+            app.state.ingest_pool = IngestPool(ws.settings.ingest_processes)
+            await app.state.ingest_pool.start()
         ws.ingestor.start()
         try:
             yield
         finally:
             ws.ingestor.stop()
+            if app.state.ingest_pool is not None:
+                app.state.ingest_pool.close()
             if workspace is None:
                 ws.close()
             sys.setswitchinterval(previous_interval)

@@ -43,8 +43,11 @@ def init_command(channels, home, database_url, as_json) -> None:
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Server processes (PostgreSQL only: a DuckDB file has one writing process).")
+@click.option("--ingest-processes", type=click.IntRange(min=0), envvar="KLANTBEELD_INGEST_PROCESSES",
+              help="Worker processes per server process that decode and check collection "
+              "requests [default: 1 with 2 or more CPUs, else 0 (in-process)].")
 @store_options
-def serve_command(host, port, log_level, workers, home, database_url) -> None:
+def serve_command(host, port, log_level, workers, ingest_processes, home, database_url) -> None:
     """Run the HTTP API (collection, sources, status, failed events)."""
     import os
 
@@ -53,7 +56,10 @@ def serve_command(host, port, log_level, workers, home, database_url) -> None:
     from .app import create_app
     from .settings import load_settings
 
-    settings = load_settings(home=home, database_url=database_url, host=host, port=port)
+    if ingest_processes is None:
+        ingest_processes = 1 if (os.cpu_count() or 1) >= 2 else 0
+    settings = load_settings(home=home, database_url=database_url, host=host, port=port,
+                             ingest_processes=ingest_processes)
     url = settings.resolved_database_url()
     if workers > 1 and not url.startswith(("postgresql://", "postgres://")):
         fail("--workers above 1 needs PostgreSQL: DuckDB lets one process write its file")
@@ -67,6 +73,7 @@ def serve_command(host, port, log_level, workers, home, database_url) -> None:
     # Worker processes build their own app from the environment.
     os.environ["KLANTBEELD_HOME"] = str(settings.home)
     os.environ["KLANTBEELD_DATABASE_URL"] = url
+    os.environ["KLANTBEELD_INGEST_PROCESSES"] = str(ingest_processes)
     uvicorn.run("klantbeeld.app:create_app", factory=True, workers=workers, **options)
 
 

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
         20_000, gt=0, description="Most events the writer groups into one commit."
     )
     postgres_pool_size: int = Field(8, gt=0, description="Connections per process (PostgreSQL).")
+    ingest_processes: int = Field(
+        0, ge=0, description="Worker processes that decode and check collection requests "
+        "(0: in the server process). `klantbeeld serve` picks 1 on machines with 2 or more CPUs.",
+    )
 
     def resolved_database_url(self) -> str:
         """The database URL in effect: the explicit one, or the DuckDB file in ``home``."""

@@ -18,19 +18,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ..http import ApiError, error_response, json_response, key_from_headers
-from .prepare import Prepared, Refusal, prepare_messages
+from .jobs import Job, Outcome
+from .prepare import Prepared, Refusal
 from .ratelimit import retry_after_header
-from .reasons import describe
+from .requests import (BATCH_KINDS, Limits, RequestError, decode, job_from_body,
+                       job_from_data)
 from .sources import Principal, Source
-from .jobs import Job, Outcome, job_rows
 
 router = APIRouter(tags=["collect"])
-
-SINGLE_TYPES = {
-    "identify": "identify", "track": "track", "page": "page", "screen": "screen",
-    "group": "group", "alias": "alias", "i": "identify", "t": "track", "p": "page",
-    "g": "group", "a": "alias",
-}
 
 _MESSAGE_SCHEMA = {
     "type": "object",
@@ -111,40 +106,36 @@ async def _ingest(request: Request, kind: str) -> Response:
     settings = state.settings
     received_at = datetime.now(timezone.utc)
     body = await _read_body(request, settings.max_batch_bytes)
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        await _store_unparseable(request, body, str(exc), received_at)
-        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_json", "the request body must be a JSON object")
-    principal = _principal(request, data.get("writeKey"))
-    source: Source = principal.source  # type: ignore[assignment]
-    if source.disabled:
-        raise ApiError(403, "source_disabled", f"the source {source.name!r} is disabled")
-
-    batch = kind in ("batch", "import")
-    messages = data.get("batch") if batch else [data]
-    if not isinstance(messages, list):
-        raise ApiError(400, "invalid_batch", "a batch body needs a list under \"batch\"")
-    if len(messages) > settings.max_batch_messages:
-        raise ApiError(400, "batch_too_large",
-                       f"{len(messages)} messages; at most {settings.max_batch_messages} per batch")
-    wait = state.ratelimiter.take(source.source_id, source.rate_limit, len(messages))
+    limits = Limits(settings.max_message_bytes, settings.max_batch_messages)
+    header_key = key_from_headers(request)
+    principal = _write_principal(request, header_key)
+    job: Job | RequestError | None = None
+    if principal is not None and state.ingest_pool is not None:
+        # The SDKs' usual case: the key is in a header, so a worker process can do all the
+        # per-message work while this process only serves HTTP and writes.
+        job = await state.ingest_pool.run(job_from_body, body, kind, principal.source, limits,
+                                          received_at)
+    if job is None:
+        data = decode(body)
+        if isinstance(data, RequestError):
+            job = data
+        else:
+            principal = principal or _principal(request, data.get("writeKey"))
+            _check_enabled(principal.source)
+            job = job_from_data(data, kind, principal.source, limits, received_at)
+    if isinstance(job, RequestError):
+        if job.code == "invalid_json" and principal is not None:
+            await _store_unparseable(request, principal.source, body, job.message, received_at)
+        raise ApiError(job.status, job.code, job.message)
+    source = principal.source
+    _check_enabled(source)
+    wait = state.ratelimiter.take(source.source_id, source.rate_limit, len(job.prepared))
     if wait:
         raise ApiError(429, "rate_limited",
                        f"source {source.name!r} is limited to {source.rate_limit:g} events/s",
                        headers={"Retry-After": retry_after_header(wait)})
-    if batch:
-        prepared = prepare_messages(messages, source, settings.max_message_bytes, batch_fields=data)
-    else:
-        prepared = prepare_messages(messages, source, settings.max_message_bytes,
-                                    force_type=SINGLE_TYPES[kind])
-
-    job = Job(source, prepared, origin="http", received_at=received_at)
-    job.rows = job_rows(job)  # here, beside the writer thread, not inside its commit loop
     outcome = await _submit(request, job)
-    if batch:
+    if kind in BATCH_KINDS:
         return json_response({
             "success": True, "accepted": outcome.accepted, "duplicates": outcome.duplicates,
             "failed": [{"index": f.pos, "code": f.code, "message": f.message}
@@ -156,6 +147,21 @@ async def _ingest(request: Request, kind: str) -> Response:
     return json_response({"success": True, "duplicate": outcome.duplicates > 0})
 
 
+def _write_principal(request: Request, key: str | None) -> Principal | None:
+    """The write principal of a key sent in a header, or None."""
+    if not key:
+        return None
+    principal = request.app.state.keyring.resolve(key)
+    if principal is not None and principal.role == "write" and principal.source is not None:
+        return principal
+    return None
+
+
+def _check_enabled(source: Source) -> None:
+    if source.disabled:
+        raise ApiError(403, "source_disabled", f"the source {source.name!r} is disabled")
+
+
 async def _submit(request: Request, job: Job) -> Outcome:
     try:
         return await asyncio.wrap_future(request.app.state.ingestor.submit(job))
@@ -164,16 +170,12 @@ async def _submit(request: Request, job: Job) -> Outcome:
                        f"the events could not be stored, retry later: {exc}") from exc
 
 
-async def _store_unparseable(request: Request, body: bytes, error: str, received_at: datetime) -> None:
-    """Keep a body that is not JSON in failed events, when its sender is known from the header."""
-    key = key_from_headers(request)
-    principal = request.app.state.keyring.resolve(key) if key else None
-    if principal is None or principal.role != "write" or principal.source is None:
-        return
+async def _store_unparseable(request: Request, source: Source, body: bytes, error: str,
+                             received_at: datetime) -> None:
+    """Keep a body that is not JSON in failed events (its sender is known from the header)."""
     text = body.decode("utf-8", errors="backslashreplace")
-    prepared = Prepared(raws=[None], refusals={0: Refusal("invalid_json",
-                                                          describe("invalid_json", error), text)})
-    await _submit(request, Job(principal.source, prepared, origin="http", received_at=received_at))
+    prepared = Prepared(raws=[None], refusals={0: Refusal("invalid_json", error, text)})
+    await _submit(request, Job(source, prepared, origin="http", received_at=received_at))
 
 
 def _route(path: str, kind: str, schema: dict[str, Any], summary: str, name: str) -> None:

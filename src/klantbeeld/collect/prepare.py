@@ -50,6 +50,12 @@ class Prepared:
     def __len__(self) -> int:
         return len(self.raw_array) if self.raw_array is not None else len(self.raws)
 
+    def slim(self) -> "Prepared":
+        """The same, without the per-message data the job's built rows now hold: what is left is
+        what the writer still reads (refusals, plan violations, the message count)."""
+        return Prepared(raws=[None] * len(self), refusals=self.refusals,
+                        violations=self.violations)
+
 
 def _as_text(message: Any) -> str:
     try:

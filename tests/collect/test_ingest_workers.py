@@ -1,0 +1,60 @@
+"""Collection requests decoded in worker processes (what `klantbeeld serve` does on 2+ CPUs) give
+the same answers as in-process, and a worker that dies costs no request."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from fastapi.testclient import TestClient
+
+from klantbeeld.app import create_app
+from klantbeeld.settings import load_settings
+from klantbeeld.workspace import Workspace
+
+
+@pytest.fixture
+def pooled(tmp_path):
+    settings = load_settings(home=tmp_path, ingest_processes=1)
+    ws = Workspace.open(settings)
+    key = ws.init(["web"])["sources"][0]["write_key"]
+    with TestClient(create_app(workspace=ws)) as client:
+        yield client, key, ws
+    ws.close()
+
+
+def _batch(*messages):
+    return {"batch": list(messages)}
+
+
+def test_a_batch_through_a_worker_lands_with_its_failures_accounted(pooled):
+    client, key, ws = pooled
+    response = client.post("/v1/batch", auth=(key, ""), json=_batch(
+        {"type": "track", "userId": "u1", "event": "Order Completed", "messageId": "w-1"},
+        {"type": "track", "userId": "u1", "messageId": "w-2"}))
+    assert response.status_code == 200
+    assert response.json()["accepted"] == 1
+    assert response.json()["failed"][0]["code"] == "missing_event"
+    assert ws.engine.fetchall("SELECT message_id FROM events") == [("w-1",)]
+    assert ws.engine.fetchall("SELECT reason_code FROM failed_events") == [("missing_event",)]
+
+    broken = client.post("/v1/batch", auth=(key, ""), content=b"{not json")
+    assert broken.status_code == 400 and broken.json()["code"] == "invalid_json"
+    assert ("invalid_json",) in ws.engine.fetchall("SELECT reason_code FROM failed_events")
+
+
+def test_a_dead_worker_costs_no_request(pooled):
+    client, key, ws = pooled
+    pool = client.app.state.ingest_pool
+    for process in list(pool._pool._processes.values()):
+        os.kill(process.pid, signal.SIGKILL)
+        process.join()
+    response = client.post("/v1/track", auth=(key, ""),
+                           json={"userId": "u2", "event": "Signed Up", "messageId": "w-3"})
+    assert response.status_code == 200
+    assert ("w-3",) in ws.engine.fetchall("SELECT message_id FROM events")
+    # and the next request is served by the new pool
+    again = client.post("/v1/track", auth=(key, ""),
+                        json={"userId": "u2", "event": "Signed Up", "messageId": "w-4"})
+    assert again.status_code == 200
