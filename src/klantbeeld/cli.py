@@ -45,7 +45,8 @@ def init_command(channels, home, database_url, as_json) -> None:
               help="Server processes (PostgreSQL only: a DuckDB file has one writing process).")
 @click.option("--ingest-processes", type=click.IntRange(min=0), envvar="KLANTBEELD_INGEST_PROCESSES",
               help="Worker processes per server process that decode and check collection "
-              "requests [default: 1 with 2 or more CPUs, else 0 (in-process)].")
+              "requests [default: 1 with one server process on 2 or more CPUs, else 0 "
+              "(in-process)].")
 @store_options
 def serve_command(host, port, log_level, workers, ingest_processes, home, database_url) -> None:
     """Run the HTTP API (collection, sources, status, failed events)."""
@@ -57,7 +58,9 @@ def serve_command(host, port, log_level, workers, ingest_processes, home, databa
     from .settings import load_settings
 
     if ingest_processes is None:
-        ingest_processes = 1 if (os.cpu_count() or 1) >= 2 else 0
+        # One worker beside a single server process uses a second core; several server
+        # processes use the cores already, and more processes only contend (measured).
+        ingest_processes = 1 if workers == 1 and (os.cpu_count() or 1) >= 2 else 0
     settings = load_settings(home=home, database_url=database_url, host=host, port=port,
                              ingest_processes=ingest_processes)
     url = settings.resolved_database_url()
