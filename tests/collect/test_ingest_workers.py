@@ -58,3 +58,44 @@ def test_a_dead_worker_costs_no_request(pooled):
     again = client.post("/v1/track", auth=(key, ""),
                         json={"userId": "u2", "event": "Signed Up", "messageId": "w-4"})
     assert again.status_code == 200
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_workers_exit_when_the_server_is_killed(tmp_path, monkeypatch):
+    """kill -9 of `klantbeeld serve` runs no shutdown code; its workers must still go."""
+    import time
+
+    from conftest import LiveServer
+
+    monkeypatch.setenv("KLANTBEELD_INGEST_PROCESSES", "1")
+    server = LiveServer(tmp_path / "home", f"duckdb:///{(tmp_path / 'kb.duckdb').as_posix()}")
+    server.cli("init", "--channel", "web", "--json")
+    server.start()
+    children = _children(server.proc.pid)
+    assert children, "serve started its ingestion worker"
+    server.kill()
+    deadline = time.monotonic() + 10
+    while any(_alive(c) for c in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(c) for c in children)

@@ -10,6 +10,9 @@ plain function of picklable values for that reason.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -86,3 +89,18 @@ def job_from_body(body: bytes, kind: str, source: Source, limits: Limits,
 def warm_up() -> bool:
     """Run once in each new worker so its imports happen before the first request."""
     return True
+
+
+def watch_parent(parent_pid: int) -> None:
+    """Worker initializer: exit as soon as the server process that started us is gone.
+
+    A server killed with SIGKILL runs no shutdown code, and a pool worker blocked on its task
+    queue would otherwise live on as an orphan.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="klantbeeld-parent-watch", daemon=True).start()
