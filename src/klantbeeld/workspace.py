@@ -2,8 +2,10 @@
 Python API all start from.
 
     from klantbeeld.workspace import Workspace
+    from klantbeeld.collect.status import source_status
+
     with Workspace.open(home="klantbeeld-data") as ws:
-        print(ws.status())
+        print(source_status(ws.engine))
 """
 
 from __future__ import annotations
