@@ -7,7 +7,9 @@ import click
 from . import __version__
 from .cli_support import fail, json_option, open_workspace, print_json, store_options, user_errors
 from .collect.cli import failed_group, sources_group, status_command
+from .collect.importer.cli import import_command
 from .collect.sources import CHANNELS
+from .demo.cli import demo_command, demo_data
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -83,22 +85,9 @@ def serve_command(host, port, log_level, workers, ingest_processes, home, databa
 main.add_command(sources_group)
 main.add_command(status_command)
 main.add_command(failed_group)
-
-
-def _optional(module: str, name: str) -> None:
-    """Commands of capabilities that may not be built yet register here when present."""
-    import importlib
-
-    try:
-        command = getattr(importlib.import_module(module, __package__), name)
-    except (ImportError, AttributeError):
-        return
-    main.add_command(command)
-
-
-_optional(".demo.cli", "demo_data")
-_optional(".demo.cli", "demo_command")
-_optional(".collect.importer.cli", "import_command")
+main.add_command(import_command)
+main.add_command(demo_data)
+main.add_command(demo_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

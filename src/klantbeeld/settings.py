@@ -8,7 +8,7 @@ prefixed ``KLANTBEELD_`` and the defaults below. Nothing is read at import time:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,7 +25,6 @@ class Settings(BaseSettings):
         description="postgresql://… for PostgreSQL, duckdb:///path or a file path for DuckDB. "
         "Default: klantbeeld.duckdb in the data directory.",
     )
-    env: Literal["dev", "prod"] = Field("dev", description="dev or prod.")
     host: str = Field("127.0.0.1", description="Address `klantbeeld serve` binds to.")
     port: int = Field(8000, description="Port `klantbeeld serve` listens on.")
 

@@ -13,7 +13,6 @@ import zlib
 from datetime import datetime, timezone
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -23,7 +22,7 @@ from .prepare import Prepared, Refusal
 from .ratelimit import retry_after_header
 from .requests import (BATCH_KINDS, Limits, RequestError, decode, job_from_body,
                        job_from_data)
-from .sources import Principal, Source
+from .sources import KeyRing, Principal, Source
 
 router = APIRouter(tags=["collect"])
 
@@ -85,22 +84,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return body
 
 
-def _principal(request: Request, body_key: Any) -> Principal:
-    keyring = request.app.state.keyring
-    tried = False
-    for key in (key_from_headers(request), body_key if isinstance(body_key, str) else None):
-        if not key:
-            continue
-        tried = True
-        principal = keyring.resolve(key)
-        if principal is not None and principal.role == "write" and principal.source is not None:
-            return principal
-    message = "unknown or revoked write key" if tried else (
-        "send the source's write key: HTTP Basic (key as user name) or writeKey in the body"
-    )
-    raise ApiError(401, "unauthorized", message)
-
-
 async def _ingest(request: Request, kind: str) -> Response:
     state = request.app.state
     settings = state.settings
@@ -108,7 +91,9 @@ async def _ingest(request: Request, kind: str) -> Response:
     body = await _read_body(request, settings.max_batch_bytes)
     limits = Limits(settings.max_message_bytes, settings.max_batch_messages)
     header_key = key_from_headers(request)
-    principal = _write_principal(request, header_key)
+    principal = _write_principal(state.keyring, header_key)
+    if principal is not None:
+        _check_enabled(principal.source)
     job: Job | RequestError | None = None
     if principal is not None and state.ingest_pool is not None:
         # The SDKs' usual case: the key is in a header, so a worker process can do all the
@@ -120,15 +105,20 @@ async def _ingest(request: Request, kind: str) -> Response:
         if isinstance(data, RequestError):
             job = data
         else:
-            principal = principal or _principal(request, data.get("writeKey"))
-            _check_enabled(principal.source)
+            if principal is None:  # the key may be in the body (writeKey)
+                body_key = data.get("writeKey")
+                principal = _write_principal(state.keyring,
+                                             body_key if isinstance(body_key, str) else None)
+                if principal is None:
+                    raise ApiError(401, "unauthorized", "unknown or revoked write key"
+                                   if header_key or body_key else _NO_KEY)
+                _check_enabled(principal.source)
             job = job_from_data(data, kind, principal.source, limits, received_at)
     if isinstance(job, RequestError):
         if job.code == "invalid_json" and principal is not None:
             await _store_unparseable(request, principal.source, body, job.message, received_at)
         raise ApiError(job.status, job.code, job.message)
     source = principal.source
-    _check_enabled(source)
     wait = state.ratelimiter.take(source.source_id, source.rate_limit, len(job.prepared))
     if wait:
         raise ApiError(429, "rate_limited",
@@ -147,11 +137,14 @@ async def _ingest(request: Request, kind: str) -> Response:
     return json_response({"success": True, "duplicate": outcome.duplicates > 0})
 
 
-def _write_principal(request: Request, key: str | None) -> Principal | None:
-    """The write principal of a key sent in a header, or None."""
+_NO_KEY = "send the source's write key: HTTP Basic (key as user name) or writeKey in the body"
+
+
+def _write_principal(keyring: KeyRing, key: str | None) -> Principal | None:
+    """The write principal (a write key of a source) of ``key``, or None."""
     if not key:
         return None
-    principal = request.app.state.keyring.resolve(key)
+    principal = keyring.resolve(key)
     if principal is not None and principal.role == "write" and principal.source is not None:
         return principal
     return None

@@ -60,18 +60,8 @@ class Deduplicator:
         """The transaction that called ``admit`` failed: forget what it admitted."""
 
     def expire(self, session: Session) -> int:
-        """Forget window ids older than the window; return how many rows were removed."""
-        if isinstance(self, MemoryWindowDeduplicator):
-            return 0  # expired from memory as it goes; nothing kept in message_ids
-        cutoff = datetime.now(timezone.utc) - self.window
-        before = session.fetchone(
-            "SELECT count(*) FROM message_ids WHERE NOT permanent AND received_at < $c", {"c": cutoff}
-        )[0]
-        if before:
-            session.execute(
-                "DELETE FROM message_ids WHERE NOT permanent AND received_at < $c", {"c": cutoff}
-            )
-        return before
+        """Forget window ids older than the window; return how many stored ids were removed."""
+        return 0
 
     window: timedelta
 
@@ -168,6 +158,14 @@ class PrimaryKeyDeduplicator(Deduplicator):
 
     def __init__(self, window: timedelta) -> None:
         self.window = window
+
+    def expire(self, session: Session) -> int:
+        """Delete window ids past the window, so ``message_ids`` stays the size of the window
+        (plus the imported ids, which are kept for good)."""
+        cutoff = datetime.now(timezone.utc) - self.window
+        return session.fetchone(
+            "WITH gone AS (DELETE FROM message_ids WHERE NOT permanent AND received_at < $c "
+            "RETURNING 1) SELECT count(*) FROM gone", {"c": cutoff})[0]
 
     def admit(self, session: Session, ids: pa.Table) -> list[bool]:
         first = _first_occurrences(_keys(ids))

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 import orjson
 
 from ..store import Engine, Session
-from .prepare import Prepared, Refusal, prepare_messages
+from .prepare import Refusal, prepare_messages
 from .reasons import describe
 from .sources import get_source
 from .jobs import Job, Outcome

@@ -124,7 +124,7 @@ def generate(out_dir: str | Path, customers: int = 2000, seed: int = 42,
 
     truth.write(out / "ground_truth.csv", TRUTH_ORDER)
     write_csv(out / "persons_truth.csv", PERSON_COLUMNS,
-              _person_rows(people, prospects, window))
+              _person_rows(people, prospects))
     shared = _shared_device_rows(devices, people)
     write_csv(out / "shared_devices.csv",
               ["device_id", "anonymous_id", "person_id", "household_id"], shared)
@@ -146,8 +146,7 @@ PERSON_COLUMNS = ["person_id", "customer_type", "household_id", "gender",
                   "loyalty_card", "uses_app", "seed_like"]
 
 
-def _person_rows(people: list[Person], prospects: list[Prospect],
-                 window: Window) -> list[list]:
+def _person_rows(people: list[Person], prospects: list[Prospect]) -> list[list]:
     """Latent truth per person, for churn / CLV / segmentation checks."""
     rows = []
     for p in people:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..collect.importer import import_file
-from ..collect.sources import SourceError, create_source, get_source
+from ..collect.sources import SourceError, create_key, create_source, get_source
 from ..settings import Settings
 from ..workspace import Workspace
 from .generate import generate
@@ -81,8 +81,6 @@ def _same_data(manifest_path: Path, customers: int, seed: int) -> bool:
 
 def _source_key(ws: Workspace, name: str, channel: str) -> str:
     """The source's write key: a new source, or a fresh key for an existing one."""
-    from ..collect.sources import create_key
-
     try:
         source = get_source(ws.engine, name)
     except SourceError:
