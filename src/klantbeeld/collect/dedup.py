@@ -142,7 +142,7 @@ class MemoryWindowDeduplicator(Deduplicator):
 
 def _known_permanent(session: Session, wanted: pa.Table) -> pa.Array:
     """Keys (as :func:`_keys`) of the wanted ids that are stored already (DuckDB)."""
-    cur = getattr(session, "_cur")
+    cur = session.raw
     cur.register("_kb_wanted_ids", wanted)
     try:
         return cur.sql(
@@ -170,7 +170,7 @@ class PrimaryKeyDeduplicator(Deduplicator):
     def admit(self, session: Session, ids: pa.Table) -> list[bool]:
         first = _first_occurrences(_keys(ids))
         candidates = ids.filter(pa.array(first))
-        conn = getattr(session, "_conn")
+        conn = session.raw
         conn.execute(
             "CREATE TEMP TABLE IF NOT EXISTS _kb_ids (source_id text, message_id text, "
             "received_at timestamptz, permanent boolean) ON COMMIT DELETE ROWS"

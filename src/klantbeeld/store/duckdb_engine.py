@@ -40,6 +40,10 @@ class DuckDBSession(Session):
     def fetch_arrow(self, sql: str, params: Params = None) -> pa.Table:
         return self._cur.sql(sql, params=params).to_arrow_table()
 
+    @property
+    def raw(self):
+        return self._cur
+
     def append(self, table: str, data: pa.Table) -> None:
         if data.num_rows == 0:
             return

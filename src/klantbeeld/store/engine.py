@@ -50,6 +50,12 @@ class Session(ABC):
     def fetch_arrow(self, sql: str, params: Params = None) -> pa.Table:
         """Run a query and return the result as an Arrow table."""
 
+    @property
+    @abstractmethod
+    def raw(self) -> Any:
+        """The driver's own connection (DuckDB cursor, psycopg connection), for the few
+        engine-specific steps that have no portable form; SQL run on it is not translated."""
+
 
 class Engine(ABC):
     """A storage engine: a factory of sessions and transactions over one database."""

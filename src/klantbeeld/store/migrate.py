@@ -84,7 +84,7 @@ def migrate(engine: Engine) -> list[int]:
                     continue
                 with engine.transaction() as tx:
                     for statement in migration.statements_by_engine[engine.name]:
-                        _run_raw(tx, statement)
+                        tx.raw.execute(statement)  # translated already, when loaded
                     tx.execute(
                         "INSERT INTO schema_migrations VALUES ($v, $n, now())",
                         {"v": migration.version, "n": migration.name},
@@ -94,9 +94,3 @@ def migrate(engine: Engine) -> list[int]:
             if engine.name == "postgres":
                 lock_session.execute(f"SELECT pg_advisory_unlock({_LOCK_ID})")
     return done
-
-
-def _run_raw(session, statement: str) -> None:
-    """Run an already-translated statement without translating it again."""
-    raw = getattr(session, "_conn", None) or getattr(session, "_cur")
-    raw.execute(statement)

@@ -52,6 +52,10 @@ class PostgresSession(Session):
             {c: pa.array([], pa.null()) for c in columns}
         )
 
+    @property
+    def raw(self):
+        return self._conn
+
     def append(self, table: str, data: pa.Table) -> None:
         if data.num_rows == 0:
             return
