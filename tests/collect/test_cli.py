@@ -111,6 +111,21 @@ def test_rate_limits_from_the_cli(cli):
     assert "no source named" in cli("sources", "rate-limit", "nope", "5", code=1).output
 
 
+def test_a_disabled_source_takes_no_data_until_enabled(cli, tmp_path):
+    key = cli.json("init", "--channel", "pos")["sources"][0]["write_key"]
+    cli("sources", "disable", "pos")
+    refused = cli.send("/v1/batch", {"batch": [order("d1", revenue=1)]}, key)
+    assert refused.status_code == 403 and refused.json()["code"] == "source_disabled"
+    lines = tmp_path / "lines.jsonl"
+    lines.write_text(json.dumps(order("d2", revenue=2)) + "\n")
+    assert "disabled" in cli("import", str(lines), "--source", "pos", code=1).output
+    assert cli.json("status")["sources"][0]["accepted"] == 0
+
+    cli("sources", "enable", "pos")
+    assert cli.send("/v1/batch", {"batch": [order("d1", revenue=1)]}, key).status_code == 200
+    assert cli.json("status")["sources"][0]["accepted"] == 1
+
+
 def test_status_per_source(cli):
     keys = cli.json("init", "--channel", "web", "--channel", "app")
     web = keys["sources"][0]["write_key"]

@@ -13,7 +13,7 @@ from ..cli_support import (fail, json_option, open_workspace, print_json, print_
 from . import failed as failed_store
 from .plans import PlanError, validate_plan
 from .sources import (CHANNELS, SourceError, create_source, get_source, list_sources,
-                      set_rate_limit, set_tracking_plan)
+                      set_disabled, set_rate_limit, set_tracking_plan)
 from .status import source_status
 
 
@@ -89,6 +89,28 @@ def sources_rate_limit(name, events_per_second, home, database_url) -> None:
     with open_workspace(home, database_url) as ws:
         set_rate_limit(ws.engine, get_source(ws.engine, name), events_per_second)
     click.echo(f"rate limit of {name}: {events_per_second or 'none'}")
+
+
+@sources_group.command("disable")
+@click.argument("name")
+@store_options
+@user_errors(SourceError)
+def sources_disable(name, home, database_url) -> None:
+    """Stop taking data from a source: its write key gets 403, imports into it refuse."""
+    with open_workspace(home, database_url) as ws:
+        set_disabled(ws.engine, get_source(ws.engine, name), True)
+    click.echo(f"source {name} disabled (a running server notices within 5 s)")
+
+
+@sources_group.command("enable")
+@click.argument("name")
+@store_options
+@user_errors(SourceError)
+def sources_enable(name, home, database_url) -> None:
+    """Take data from a disabled source again."""
+    with open_workspace(home, database_url) as ws:
+        set_disabled(ws.engine, get_source(ws.engine, name), False)
+    click.echo(f"source {name} enabled")
 
 
 @click.command("status")

@@ -139,6 +139,12 @@ def set_tracking_plan(engine: Engine, source: Source, plan: dict[str, Any] | Non
     )
 
 
+def set_disabled(engine: Engine, source: Source, disabled: bool) -> None:
+    """Stop (or resume) a source: while disabled its key gets 403 and imports into it refuse."""
+    engine.execute("UPDATE sources SET disabled = $d WHERE source_id = $id",
+                   {"d": disabled, "id": source.source_id})
+
+
 def set_rate_limit(engine: Engine, source: Source, rate_limit: float | None) -> None:
     engine.execute(
         "UPDATE sources SET rate_limit = $r WHERE source_id = $id",
