@@ -103,6 +103,9 @@ def _parse_time(text: str | None) -> tuple[datetime | None, bool]:
     """(UTC time or None, invalid?): ISO 8601; a time without offset is taken as UTC."""
     if text is None:
         return None, False
+    if len(text) < 10 or text[4] != "-" or text[7] != "-":
+        # Python also reads ISO's compact forms (20240301); DuckDB and PostgreSQL do not.
+        return None, True
     try:
         value = datetime.fromisoformat(text)
     except ValueError:

@@ -79,7 +79,7 @@ def received_at_of(job: Job, pos: int) -> datetime:
 
 
 def _checked_in_python(job: Job) -> bool:
-    return job.prepared.raw_array is None and job.prepared.rows is not None
+    return job.prepared.raw_array is None and job.prepared.checked is not None
 
 
 def job_rows(job: Job) -> pa.Table | None:
@@ -91,11 +91,11 @@ def job_rows(job: Job) -> pa.Table | None:
     if not _checked_in_python(job):
         return None
     prepared = job.prepared
-    kept = [pos for pos, row in enumerate(prepared.rows) if row is not None]
+    kept = [pos for pos, row in enumerate(prepared.checked) if row is not None]
     n = len(kept)
     if not n:
         return None
-    columns = dict(zip(ROW_COLUMNS, zip(*(prepared.rows[p] for p in kept))))
+    columns = dict(zip(ROW_COLUMNS, zip(*(prepared.checked[p] for p in kept))))
     if job.received_at_by_pos:
         received = pa.array([received_at_of(job, p) for p in kept], _TS)
     else:

@@ -43,9 +43,9 @@ class Prepared:
     # Optional, beside raw_array: its canonical.FIELD_COLUMNS, row for row, when the producer
     # knows them (spares the rules from parsing the JSON again).
     raw_fields: pa.Table | None = None
-    # The event row of each kept message (canonical.ROW_COLUMNS), None where refused. Left None
-    # by bulk producers: their raw JSON is checked in SQL instead.
-    rows: list[tuple | None] | None = None
+    # Messages that passed the rules, as event-row tuples (canonical.ROW_COLUMNS), None where
+    # refused. Left None by bulk producers: their raw JSON is checked in SQL instead.
+    checked: list[tuple | None] | None = None
 
     def __len__(self) -> int:
         return len(self.raw_array) if self.raw_array is not None else len(self.raws)
@@ -81,7 +81,7 @@ def prepare_messages(
     force_type: str | None = None,
 ) -> Prepared:
     """Turn decoded messages into raw JSON bytes, refusing what cannot be stored as a message."""
-    out = Prepared(rows=[])
+    out = Prepared(checked=[])
     context = integrations = sent_at = None
     if batch_fields:
         context = batch_fields.get("context") if isinstance(batch_fields.get("context"), dict) else None
@@ -92,7 +92,7 @@ def prepare_messages(
     for pos, message in enumerate(messages):
         if not isinstance(message, dict):
             out.raws.append(None)
-            out.rows.append(None)
+            out.checked.append(None)
             out.refusals[pos] = Refusal("not_an_object", describe("not_an_object"), _as_text(message))
             continue
         message.pop("writeKey", None)  # a credential never enters the event store
@@ -120,7 +120,7 @@ def prepare_messages(
                 out.violations.append((pos, errors))
         if code:
             out.raws.append(None)
-            out.rows.append(None)
+            out.checked.append(None)
             given = message.get("messageId")
             out.refusals[pos] = Refusal(
                 code, describe(code, detail), raw.decode(),
@@ -128,5 +128,5 @@ def prepare_messages(
                 event_type=message.get("type") if isinstance(message.get("type"), str) else None)
         else:
             out.raws.append(raw)
-            out.rows.append(row)
+            out.checked.append(row)
     return out
