@@ -41,6 +41,18 @@ class Settings(BaseSettings):
         "(0: in the server process). `klantbeeld serve` picks 1 on machines with 2 or more CPUs.",
     )
 
+    identity_config: Path | None = Field(
+        None, description="Identity rules (YAML): identifier types, limits, priority, blocked "
+        "values, trait merge rules. Default: identity.yaml in the data directory, if present.",
+    )
+    resolve_identities: bool = Field(
+        True, description="Resolve each event to a profile as it is stored (after each commit). "
+        "Off: only `klantbeeld identity resolve` or `identity rebuild` resolve.",
+    )
+
+    def identity_config_path(self) -> Path:
+        return self.identity_config or self.home / "identity.yaml"
+
     def resolved_database_url(self) -> str:
         """The database URL in effect: the explicit one, or the DuckDB file in ``home``."""
         if self.database_url:

@@ -16,6 +16,8 @@ from typing import Any
 
 from .collect.sources import CHANNELS, create_key, create_source, list_sources
 from .collect.writer import Ingestor
+from .identity.config import IdentityConfig, load_identity_config
+from .identity.resolver import Resolver
 from .settings import Settings, load_settings
 from .store import Engine, migrate, open_engine
 
@@ -40,12 +42,27 @@ class Workspace:
 
     @cached_property
     def ingestor(self) -> Ingestor:
-        return Ingestor(
+        ingestor = Ingestor(
             self.engine,
             timedelta(hours=self.settings.dedup_window_hours),
             max_rows=self.settings.commit_max_rows,
             max_message_bytes=self.settings.max_message_bytes,
         )
+        if self.settings.resolve_identities:
+            ingestor.after_commit.append(self.resolve)
+        return ingestor
+
+    @cached_property
+    def identity_config(self) -> IdentityConfig:
+        return load_identity_config(self.settings.identity_config_path())
+
+    @cached_property
+    def resolver(self) -> Resolver:
+        return Resolver(self.engine, self.identity_config)
+
+    def resolve(self) -> int:
+        """Resolve every stored event not resolved yet to a profile; return how many."""
+        return self.resolver.catch_up()
 
     def init(self, channels: list[str]) -> dict[str, Any]:
         """Make the admin key and one source per channel asked for (named after the channel).

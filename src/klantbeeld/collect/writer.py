@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from concurrent.futures import Future
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import orjson
@@ -51,6 +51,9 @@ class Ingestor:
         self._queue: queue.Queue[tuple[Job, Future] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._last_expiry = time.monotonic()
+        # Called by the writer thread after each group commit (identity resolution); a failure is
+        # logged and retried after the next commit, never lost: the callbacks follow the store.
+        self.after_commit: list[Callable[[], Any]] = []
 
     # -- the synchronous core ------------------------------------------------------------------
     def ingest(self, jobs: list[Job]) -> list[Outcome]:
@@ -207,6 +210,11 @@ class Ingestor:
             self._thread = threading.Thread(target=self._run, name="klantbeeld-writer", daemon=True)
             self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        """True while the writer thread runs (the server); False when ``ingest`` is called directly."""
+        return self._thread is not None
+
     def submit(self, job: Job) -> Future:
         """Queue a job for the writer thread; the future resolves to its Outcome after commit."""
         if self._thread is None:
@@ -240,6 +248,11 @@ class Ingestor:
                 group.append(nxt)
                 rows += len(nxt[0].prepared)
             self._commit_group(group)
+            for callback in self.after_commit:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("a post-commit step failed; it resumes after the next commit")
             if time.monotonic() - self._last_expiry > 300:
                 self._last_expiry = time.monotonic()
                 try:

@@ -38,6 +38,7 @@ def run_demo(settings: Settings, out: Path, customers: int = 2000, seed: int = 4
         say(f"using the demo data in {out}")
     if fresh and settings.database_url is None:
         _remove_embedded_store(settings)
+    _install_identity_rules(settings)
     with Workspace.open(settings) as ws:
         init = ws.init([])
         keys: dict[str, str] = {}
@@ -63,6 +64,14 @@ def run_demo(settings: Settings, out: Path, customers: int = 2000, seed: int = 4
                "seconds": round(time.perf_counter() - started, 1)}
     _write_keys(settings.home, summary)
     return summary
+
+
+def _install_identity_rules(settings: Settings) -> None:
+    """Give the demo workspace the demo retailer's identity rules, unless it has its own."""
+    target = settings.identity_config_path()
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text((Path(__file__).parent / "identity.yaml").read_text())
 
 
 def _remove_embedded_store(settings: Settings) -> None:

@@ -353,6 +353,8 @@ def _drive(ws: Workspace, src: Source, report: ImportReport, chunks: Iterator,
                 bar.update((done if total is not None else report.rows_read) - shown)
                 shown = done if total is not None else report.rows_read
         report.status = "done"
+        if ws.settings.resolve_identities and not ws.ingestor.running:
+            ws.resolve()  # in the server the writer thread resolves after each commit
     except BaseException as exc:
         report.status = "failed"
         _finish(ws, report, started, None)
