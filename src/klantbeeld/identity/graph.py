@@ -136,8 +136,10 @@ class IdentityGraph:
         return None
 
     def resolve(self, identifiers: list[Identifier], seq: int, at: datetime,
-                reason: str = "shared identifier") -> str | None:
-        """Resolve one event's identifiers (highest priority first) to a profile id."""
+                reason: str = "shared identifier", record_links: bool = True) -> str | None:
+        """Resolve one event's identifiers (highest priority first) to a profile id.
+
+        ``record_links`` False for a manual link, which is a rule, not an event."""
         if not identifiers:
             return None
         changes = self.changes
@@ -167,7 +169,7 @@ class IdentityGraph:
             changes.decisions.append((seq, at, iids[dropped], dropped[0], dropped[1],
                                       f"kept out of the merge: {why}"
                                       + (f"; stays in {held.pid}" if held else "")))
-        for ident in identifiers:
+        for ident in identifiers if record_links else ():
             changes.links.append((seq, iids[ident], ident in kept, ident == kept[0]))
         if not profiles:
             target = self._create(kept[0], iids[kept[0]], seq, at)

@@ -88,8 +88,18 @@ def raw_identifiers(event_type: str, user_id: str | None, anonymous_id: str | No
         yield "device_id", device_id
     if previous_id:
         yield "anonymous_id", previous_id
-    if not payload:
-        return
+    if payload:
+        yield from payload_identifiers(event_type, payload, config)
+
+
+# The columns above, in the order they are read: the rebuild reads them the same way, set-based.
+COLUMN_TYPES = (("user_id", "user_id"), ("anonymous_id", "anonymous_id"),
+                ("device_id", "device_id"), ("previous_id", "anonymous_id"))
+
+
+def payload_identifiers(event_type: str, payload: str | bytes,
+                        config: IdentityConfig) -> Iterator[Identifier]:
+    """(type, raw value) pairs from an event's traits and external ids."""
     raw = payload.encode() if isinstance(payload, str) else payload
     # Most events carry neither traits nor external ids: skip parsing those.
     if b'"traits"' not in raw and b'"externalIds"' not in raw:
