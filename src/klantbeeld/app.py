@@ -20,6 +20,8 @@ from .collect.ratelimit import RateLimiter
 from .collect.sources import KeyRing
 from .collect.workers import IngestPool
 from .http import ApiError, error_response, json_response
+from .identity.api import router as identity_router
+from .profiles.api import router as profiles_router
 from .settings import Settings, load_settings
 from .workspace import Workspace
 
@@ -61,7 +63,8 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
     app = FastAPI(
         title="Klantbeeld",
         version=__version__,
-        description="Customer Data Platform: collection (Segment-compatible), sources, failed events.",
+        description="Customer Data Platform: collection (Segment-compatible), sources, failed events, "
+        "identity resolution and unified profiles.",
         lifespan=lifespan,
     )
 
@@ -86,4 +89,6 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
 
     app.include_router(collect_router)
     app.include_router(collect_admin_router)
+    app.include_router(profiles_router)
+    app.include_router(identity_router)
     return app

@@ -10,6 +10,8 @@ from .collect.cli import failed_group, sources_group, status_command
 from .collect.importer.cli import import_command
 from .collect.sources import CHANNELS
 from .demo.cli import demo_command, demo_data
+from .identity.cli import eval_group, identity_group
+from .profiles.cli import profile_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -88,6 +90,9 @@ main.add_command(failed_group)
 main.add_command(import_command)
 main.add_command(demo_data)
 main.add_command(demo_command)
+main.add_command(identity_group)
+main.add_command(eval_group)
+main.add_command(profile_group)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

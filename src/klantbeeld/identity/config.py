@@ -15,6 +15,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .match_settings import MatchSettings
+
 BUILT_IN_TYPES = ("user_id", "email", "phone", "anonymous_id", "device_id")
 DEFAULT_PRIORITY = ["user_id", "email", "phone", "device_id", "anonymous_id"]
 DEFAULT_BLOCKED = [
@@ -52,6 +54,7 @@ class IdentityConfig(BaseModel):
     default_trait_rule: TraitRule = "most_recent"
     source_priority: list[str] = Field(default_factory=list,
                                        description="Source names, most trusted first.")
+    matching: MatchSettings = Field(default_factory=MatchSettings)
 
     @field_validator("types")
     @classmethod

@@ -114,25 +114,32 @@ class IdentityGraph:
         return pid
 
     # -- the rules -------------------------------------------------------------------------------
-    def _violation(self, profiles: list[Profile], new: list[Identifier]) -> str | None:
+    def _violation(self, profiles: list[Profile], new: list[int]) -> str | None:
         counts: Counter = Counter()
         for p in profiles:
             counts.update(p.counts)
-        for ident in new:
-            counts[ident[0]] += 1
+        for iid in new:
+            counts[self.keys[iid][0]] += 1
         for id_type, n in counts.items():
             limit = self._limits.get(id_type, self.config.default_limit)
             if n > limit:
                 return f"would give the profile {n} {id_type} values (limit {limit})"
-        if self.separate and len(profiles) > 1:
-            together = {id(p) for p in profiles}
-            for p in profiles:
-                for iid in p.members:
-                    for other in self.separate.get(iid, ()):
-                        o = self.owner[other]
-                        if o is not None and o is not p and id(o) in together:
-                            a, b = self.keys[iid], self.keys[other]
-                            return f"{a[0]}:{a[1]} was split from {b[0]}:{b[1]}"
+        if self.separate:
+            return self._separated(profiles, new)
+        return None
+
+    def _separated(self, profiles: list[Profile], new: list[int]) -> str | None:
+        """A manual split forbids two identifiers to share a profile: would this union do it?"""
+        together = {id(p) for p in profiles}
+        fresh = set(new)
+        members = [i for p in profiles for i in p.members if i in self.separate]
+        for iid in members + [i for i in new if i in self.separate]:
+            home = self.owner[iid]
+            for other in self.separate[iid]:
+                o = self.owner[other]
+                if other in fresh or (o is not None and o is not home and id(o) in together):
+                    a, b = self.keys[iid], self.keys[other]
+                    return f"{a[0]}:{a[1]} was split from {b[0]}:{b[1]}"
         return None
 
     def resolve(self, identifiers: list[Identifier], seq: int, at: datetime,
@@ -154,11 +161,11 @@ class IdentityGraph:
             iids[ident] = iid
         while True:
             profiles: list[Profile] = []
-            new: list[Identifier] = []
+            new: list[int] = []
             for ident in kept:
                 p = self.owner[iids[ident]]
                 if p is None:
-                    new.append(ident)
+                    new.append(iids[ident])
                 elif p not in profiles:
                     profiles.append(p)
             why = self._violation(profiles, new) if len(kept) > 1 else None
@@ -179,9 +186,9 @@ class IdentityGraph:
             shared = next((i for i in kept if self.owner[iids[i]] is target), kept[0])
             for other in profiles[1:]:
                 self._merge(target, other, seq, at, f"{reason} {shared[0]}:{shared[1]}")
-        for ident in new:
-            self.assign(iids[ident], target)
-            changes.moves.append((iids[ident], target.pid))
+        for iid in new:
+            self.assign(iid, target)
+            changes.moves.append((iid, target.pid))
         return target.pid
 
     def _create(self, ident: Identifier, iid: int, seq: int, at: datetime) -> Profile:

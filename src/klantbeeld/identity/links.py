@@ -17,12 +17,9 @@ import pyarrow.compute as pc
 
 from ..store import Engine
 from .identifiers import COLUMN_TYPES, Identifier, Normaliser, payload_identifiers
+from .resolver import EVENT_COLUMNS_SQL
 
-_SELECT = (
-    'SELECT seq, type, user_id, anonymous_id, device_id, previous_id, "timestamp", '
-    "CASE WHEN CAST(payload AS VARCHAR) LIKE '%\"traits\"%' "
-    "OR CAST(payload AS VARCHAR) LIKE '%\"externalIds\"%' THEN CAST(payload AS VARCHAR) END "
-    "AS payload FROM events WHERE seq > $lo AND seq <= $hi")
+_SELECT = f"SELECT {EVENT_COLUMNS_SQL} AS payload FROM events WHERE seq > $lo AND seq <= $hi"
 
 
 @dataclass
@@ -49,16 +46,21 @@ class Links:
 
 
 def read_links(engine: Engine, normaliser: Normaliser, blocked: set[Identifier],
-               chunk: int = 250_000, progress: Callable[[int], None] | None = None) -> Links:
+               chunk: int = 250_000, progress: Callable[[int], None] | None = None,
+               upto: int | None = None) -> Links:
+    """Links of every event with ``seq`` up to ``upto`` (default: all)."""
     config = normaliser.config
     types = sorted(config.type_names, key=lambda t: config.rank[t])
     code = {t: i for i, t in enumerate(types)}
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, pa.Array]] = []
     lo_hi = engine.fetchone("SELECT min(seq), max(seq), count(*) FROM events")
     first, last, events = (lo_hi[0] or 0), (lo_hi[1] or 0), lo_hi[2]
+    if upto is not None and upto < last:
+        last = upto
+        events = engine.fetchone("SELECT count(*) FROM events WHERE seq <= $u", {"u": upto})[0]
     lo = first - 1
     while lo < last:
-        hi = lo + chunk
+        hi = min(lo + chunk, last)
         with engine.session() as s:
             batch = s.fetch_arrow(_SELECT, {"lo": lo, "hi": hi})
         lo = hi

@@ -140,6 +140,6 @@ def get_state(session: Session, name: str) -> int:
 def audit(session: Session, actor: str, action: str, subject: str | None, detail: str | None,
           at: datetime) -> None:
     session.execute(
-        "INSERT INTO audit_log (at, actor, action, subject, detail) "
+        "INSERT INTO audit_log (occurred_at, actor, action, subject, detail) "
         "VALUES ($at, $actor, $action, $subject, CAST($detail AS JSON))",
         {"at": at, "actor": actor, "action": action, "subject": subject, "detail": detail})

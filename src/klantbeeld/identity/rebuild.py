@@ -67,6 +67,12 @@ def plan(links: Links, config, extra_edges: list[tuple[int, int]], separated: se
 def rebuild(engine: Engine, resolver: Resolver, progress: Callable[[str], None] | None = None
             ) -> dict[str, Any]:
     """Recompute identifiers, profiles, links and decisions; return figures of the run."""
+    with resolver.exclusive():
+        return _rebuild(engine, resolver, progress)
+
+
+def _rebuild(engine: Engine, resolver: Resolver, progress: Callable[[str], None] | None
+             ) -> dict[str, Any]:
     say = progress or (lambda _: None)
     started = time.perf_counter()
     config = resolver.config
@@ -74,7 +80,7 @@ def rebuild(engine: Engine, resolver: Resolver, progress: Callable[[str], None] 
                                "FROM identity_rules ORDER BY rule_id")
     blocked = {(r["id_type"], r["id_value"]) for r in rules if r["kind"] == "block"}
     say("reading identifiers from the event history")
-    links = read_links(engine, resolver.normaliser, blocked)
+    links = read_links(engine, resolver.normaliser, blocked, upto=resolver.high_watermark())
     t_read = time.perf_counter()
     index = _Index(links)
     split_pairs = [(index.get((r["id_type"], r["id_value"])), index.get((r["other_type"],

@@ -27,8 +27,11 @@ from .persist import get_state, load_graph, save_changes, set_state
 log = logging.getLogger(__name__)
 
 _RESOLVER_LOCK = 0x6B6C6964  # "klid"
-EVENT_COLUMNS_SQL = ('seq, type, user_id, anonymous_id, device_id, previous_id, "timestamp", '
-                     'payload')
+# The payload only when it can hold identifiers (traits, external ids): most events carry neither.
+EVENT_COLUMNS_SQL = (
+    'seq, type, user_id, anonymous_id, device_id, previous_id, "timestamp", '
+    "CASE WHEN CAST(payload AS VARCHAR) LIKE '%\"traits\"%' "
+    "OR CAST(payload AS VARCHAR) LIKE '%\"externalIds\"%' THEN CAST(payload AS VARCHAR) END")
 
 
 class Resolver:
@@ -39,7 +42,7 @@ class Resolver:
         self.graph: IdentityGraph | None = None
         self.blocked: set[Identifier] = set()
         self._version = -1
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def identifiers_of(self, row: tuple) -> list[Identifier]:
         """The identifiers an event row (EVENT_COLUMNS_SQL order) links, blocked values removed."""
@@ -61,8 +64,25 @@ class Resolver:
     def invalidate(self) -> None:
         """Forget the in-memory graph (after a rebuild or a manual operation changed the store)."""
         with self._lock:
-            self.graph = None
-            self._version = -1
+            self.forget()
+
+    def forget(self) -> None:
+        self.graph = None
+        self._version = -1
+
+    def exclusive(self) -> threading.RLock:
+        """Hold while changing the identity tables outside :meth:`catch_up` (rebuild, manual
+        operations): the real-time path waits meanwhile."""
+        return self._lock
+
+    def bump(self) -> int:
+        """The next store version, after a change made through this resolver's graph."""
+        self._version += 1
+        return self._version
+
+    def high_watermark(self) -> int | None:
+        """PostgreSQL: the largest seq below which every event is committed; None on DuckDB."""
+        return self._high_watermark()
 
     def _high_watermark(self) -> int | None:
         if self.engine.name != "postgres":
@@ -80,7 +100,7 @@ class Resolver:
                     if not tx.fetchone("SELECT pg_try_advisory_xact_lock($k)",
                                        {"k": _RESOLVER_LOCK})[0]:
                         return 0  # another process is resolving right now
-                graph = self._current_graph(tx)
+                graph = self.current_graph(tx)
                 watermark = get_state(tx, "resolved_seq")
                 params = {"w": watermark, "n": batch}
                 bound = ""
@@ -95,15 +115,14 @@ class Resolver:
                     graph.resolve(self.identifiers_of(row), row[0], _utc(row[6]))
                 save_changes(tx, graph, graph.drain())
                 set_state(tx, "resolved_seq", rows[-1][0])
-                self._version += 1
-                set_state(tx, "version", self._version)
+                set_state(tx, "version", self.bump())
                 return len(rows)
         except BaseException:
-            self.graph = None  # memory may be ahead of the store now: reload next time
-            self._version = -1
+            self.forget()  # memory may be ahead of the store now: reload next time
             raise
 
-    def _current_graph(self, tx: Session) -> IdentityGraph:
+    def current_graph(self, tx: Session) -> IdentityGraph:
+        """The graph, reloaded when the store changed since it was loaded."""
         version = get_state(tx, "version")
         if self.graph is None or version != self._version:
             self.graph = load_graph(tx, self.config)

@@ -40,7 +40,12 @@ def translate(sql: str, engine: str) -> str:
             continue
         statement = statement.transform(_postgres_types)
         out.append(statement.sql(dialect="postgres"))
-    return _STRAY_PERCENT.sub("%%", ";\n".join(out))
+    return _STRAY_PERCENT.sub("%%", _JSON_FUNCTIONS.sub(r"JSONB_\1(", ";\n".join(out)))
+
+
+# SQLGlot writes JSON path access as json_* functions, which PostgreSQL refuses on jsonb columns;
+# every JSON column is jsonb there, so the jsonb_* twins are always the right ones.
+_JSON_FUNCTIONS = re.compile(r"\bJSON_(EXTRACT_PATH(?:_TEXT)?)\(")
 
 
 def split_statements(sql: str) -> list[str]:

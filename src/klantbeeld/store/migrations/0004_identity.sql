@@ -86,7 +86,7 @@ CREATE SEQUENCE audit_log_seq;
 -- `detail` beyond what the action needs to be understood.
 CREATE TABLE audit_log (
     audit_id BIGINT NOT NULL DEFAULT nextval('audit_log_seq'),
-    at TIMESTAMPTZ NOT NULL,
+    occurred_at TIMESTAMPTZ NOT NULL,
     actor VARCHAR NOT NULL,
     action VARCHAR NOT NULL,
     subject VARCHAR,

@@ -1,0 +1,1 @@
+"""Profiles: the single customer view assembled from identities, events and traits."""
