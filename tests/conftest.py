@@ -198,3 +198,24 @@ def collect_api(workspace):
     keys = workspace.init(["web", "app"])
     with TestClient(create_app(workspace=workspace)) as client:
         yield CollectApi(workspace, client, keys)
+
+
+def feed(ws: Workspace, messages: list[dict], tmp_path: Path, source: str = "web") -> None:
+    """Store Segment messages as an export would arrive (an import resolves identities at its end)."""
+    import time
+
+    import orjson
+
+    from klantbeeld.collect.importer import import_file
+
+    path = tmp_path / f"batch-{time.monotonic_ns()}.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(m) for m in messages))
+    report = import_file(ws, path, source)
+    assert report.failed == 0, report.failures
+
+
+def profile_of(ws: Workspace, id_type: str, value: str) -> str | None:
+    """The profile an identifier (already normalised) belongs to, from the store."""
+    row = ws.engine.fetchone("SELECT profile_id FROM identifiers WHERE id_type = $t "
+                             "AND id_value = $v", {"t": id_type, "v": value})
+    return row[0] if row else None

@@ -72,10 +72,19 @@ def demo_command(customers, seed, out_dir, fresh, url, home, database_url, as_js
         else:
             click.echo(f"  {row['file']:<24} {row['rows']:>8,} rows → {row['accepted']:>8,} events, "
                        f"{row['failed']:,} failed ({row['seconds']} s)")
+    ident = summary["identity"]
+    click.echo(f"\nIdentity: {ident['profiles']:,} profiles for {ident['people']:,} people; "
+               f"pairwise precision {ident['precision']:.4f}, recall {ident['recall']:.4f} "
+               f"(upper bound for these records {ident['recall_upper_bound']:.4f}); "
+               f"probabilistic matches merged {summary['matching'].get('merged', 0)}, "
+               f"queued for review {summary['matching'].get('queued', 0)}")
     click.echo(f"\nDemo loaded in {summary['seconds']} s. Workspace: {summary['workspace']}")
     click.echo(f"API (once served): {url}   interactive docs: {url}/docs")
     click.echo(f"admin key:  {summary['admin_key']}")
     for name, key in summary["write_keys"].items():
         click.echo(f"write key {name:<8} {key}")
     click.echo(f"(keys also in {Path(summary['workspace']) / KEYS_FILE})")
+    if summary.get("sample_profile"):
+        click.echo(f"\nA customer: curl -H 'Authorization: Bearer {summary['admin_key']}' "
+                   f"{url}/v1/profiles/{summary['sample_profile']}")
     click.echo(f"\nTry:  curl -H 'Authorization: Bearer {summary['admin_key']}' {url}/v1/status")

@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 from ..collect.importer import import_file
 from ..collect.sources import SourceError, create_key, create_source, get_source
+from ..identity.evaluate import evaluate, read_truth
+from ..identity.matching import run_matching
 from ..settings import Settings
 from ..workspace import Workspace
 from .generate import generate
@@ -59,7 +61,16 @@ def run_demo(settings: Settings, out: Path, customers: int = 2000, seed: int = 4
                             "rows": report.rows_read, "accepted": report.accepted,
                             "duplicates": report.duplicates, "failed": report.failed,
                             "seconds": round(report.elapsed_seconds, 2)})
+        say("matching profiles that share no identifier (probabilistic)")
+        matching = run_matching(ws, actor="demo")
+        identity = evaluate(ws.engine, read_truth(out / manifest["ground_truth"]))
+        sample = ws.engine.fetchone(
+            "SELECT i.id_type || ':' || i.id_value FROM identifiers i WHERE i.id_type = 'email' "
+            "AND i.profile_id IN (SELECT profile_id FROM identifiers WHERE id_type = 'user_id') "
+            "ORDER BY i.identifier_id LIMIT 1")
     summary = {"admin_key": init["admin_key"], "write_keys": keys, "imports": imports,
+               "matching": matching, "identity": identity,
+               "sample_profile": sample[0] if sample else None,
                "data": str(out), "workspace": str(settings.home),
                "seconds": round(time.perf_counter() - started, 1)}
     _write_keys(settings.home, summary)

@@ -69,13 +69,13 @@ def read_links(engine: Engine, normaliser: Normaliser, blocked: set[Identifier],
         seq = batch.column("seq").to_numpy()
         ts = batch.column("timestamp").cast(pa.int64()).to_numpy()
         for order, (column, id_type) in enumerate(COLUMN_TYPES):
-            values = batch.column(column)
+            values = batch.column(column).cast(pa.string())  # all-NULL comes back typed null
             mask = pc.fill_null(pc.greater(pc.utf8_length(values), 0), False)
             if pc.any(mask).as_py():
                 m = mask.to_numpy(zero_copy_only=False)
                 parts.append((seq[m], ts[m], np.full(m.sum(), code[id_type], np.int16),
                               np.full(m.sum(), order, np.int16), pc.filter(values, mask)))
-        payloads = batch.column("payload")
+        payloads = batch.column("payload").cast(pa.string())
         if payloads.null_count < batch.num_rows:
             p_seq, p_ts, p_type, p_order, p_val = [], [], [], [], []
             kinds = batch.column("type").to_pylist()

@@ -32,25 +32,39 @@ _TRAITS = (
 
 
 def profile_records(ws: "Workspace") -> pa.Table:
-    """One row per profile with identify traits: ``record_id`` (the profile id) and the compared
-    attributes, each the most recent non-empty value."""
+    """The records to compare: each distinct set of compared traits an identify call carried,
+    with the profile it belongs to (``record_id`` is ``profile_id#n``).
+
+    Records, not merged profiles: the model is trained on what sources sent, which does not change
+    when profiles merge — trained on merged profiles, a second run (true duplicates merged away)
+    would take the next most similar pairs, housemates, for matches.
+    """
     columns = [c.column for c in ws.identity_config.matching.comparisons]
-    latest: dict[str, dict[str, str]] = {}
+    seen: dict[tuple, str] = {}
+    count: dict[str, int] = {}
     for pid, _, traits in ws.engine.fetchall(_TRAITS):
-        if traits is None:
-            continue
-        values = orjson.loads(traits)
+        values = orjson.loads(traits) if traits else None
         if not isinstance(values, dict):
             continue
-        row = latest.setdefault(pid, {})
-        for c in columns:
-            v = values.get(c)
-            if v not in (None, "", [], {}):
-                row[c] = v if isinstance(v, str) else orjson.dumps(v).decode()
-    pids = sorted(latest)
-    return pa.table({"record_id": pa.array(pids, pa.string()),
-                     **{c: pa.array([latest[p].get(c) for p in pids], pa.string())
-                        for c in columns}})
+        row = tuple(_text(values.get(c)) for c in columns)
+        if not any(row) or (pid, row) in seen:
+            continue
+        count[pid] = count.get(pid, 0) + 1
+        seen[(pid, row)] = f"{pid}#{count[pid]}"
+    keys = sorted(seen, key=lambda k: seen[k])
+    return pa.table({"record_id": pa.array([seen[k] for k in keys], pa.string()),
+                     **{c: pa.array([k[1][i] for k in keys], pa.string())
+                        for i, c in enumerate(columns)}})
+
+
+def _text(value) -> str | None:
+    if value in (None, "", [], {}):
+        return None
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def _profile(record_id: str) -> str:
+    return record_id.rsplit("#", 1)[0]
 
 
 def _pair(a: str, b: str) -> tuple[str, str]:
@@ -79,13 +93,13 @@ def run_matching(ws: "Workspace", actor: str = "matcher") -> dict[str, Any]:
     try:
         pairs = predict_links(records, settings)
     except MatchingError as exc:
-        return {"profiles": records.num_rows, "pairs": 0, "merged": 0, "queued": 0,
+        return {"records": records.num_rows, "pairs": 0, "merged": 0, "queued": 0,
                 "skipped": str(exc)}
     sure, doubtful = classify(pairs, settings)
     decided = _decided(ws)
     merged = refused = queued = 0
     for row in sure.to_pylist():
-        a, b = _live(ws, row["record_id_l"]), _live(ws, row["record_id_r"])
+        a, b = _live(ws, _profile(row["record_id_l"])), _live(ws, _profile(row["record_id_r"]))
         if a == b or decided.get(_pair(a, b)) == "rejected":
             continue
         try:
@@ -99,7 +113,7 @@ def run_matching(ws: "Workspace", actor: str = "matcher") -> dict[str, Any]:
     rows = []
     attrs = {r["record_id"]: r for r in records.to_pylist()}
     for row in doubtful.to_pylist():
-        a, b = _live(ws, row["record_id_l"]), _live(ws, row["record_id_r"])
+        a, b = _live(ws, _profile(row["record_id_l"])), _live(ws, _profile(row["record_id_r"]))
         if a == b or _pair(a, b) in decided:
             continue
         decided[_pair(a, b)] = "pending"
@@ -113,7 +127,7 @@ def run_matching(ws: "Workspace", actor: str = "matcher") -> dict[str, Any]:
                        "status, created_at) VALUES ($a, $b, $p, CAST($e AS JSON), 'pending', $at)",
                        r)
     queued = len(rows)
-    return {"profiles": records.num_rows, "pairs": pairs.num_rows, "merged": merged,
+    return {"records": records.num_rows, "pairs": pairs.num_rows, "merged": merged,
             "refused_by_limits": refused, "queued": queued}
 
 
