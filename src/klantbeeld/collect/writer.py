@@ -35,6 +35,10 @@ from .reasons import describe
 
 log = logging.getLogger(__name__)
 
+# Post-commit steps (identity resolution) run at most this often under load, and this long after
+# the last commit when ingestion pauses.
+AFTER_COMMIT_INTERVAL = 0.05
+
 __all__ = ["Failure", "Ingestor", "Job", "Outcome"]
 
 
@@ -230,9 +234,19 @@ class Ingestor:
         return self.ingest([job])[0]
 
     def _run(self) -> None:
+        pending = False  # commits whose post-commit steps have not run yet
+        last_steps = 0.0
         while True:
-            item = self._queue.get()
+            try:
+                # Idle: wake up now and then to finish post-commit steps a busy spell deferred.
+                item = self._queue.get(timeout=AFTER_COMMIT_INTERVAL if pending else None)
+            except queue.Empty:
+                last_steps = self._after_commit()
+                pending = False
+                continue
             if item is None:
+                if pending:
+                    self._after_commit()
                 return
             group = [item]
             rows = len(item[0].prepared)
@@ -248,11 +262,12 @@ class Ingestor:
                 group.append(nxt)
                 rows += len(nxt[0].prepared)
             self._commit_group(group)
-            for callback in self.after_commit:
-                try:
-                    callback()
-                except Exception:
-                    log.exception("a post-commit step failed; it resumes after the next commit")
+            pending = True
+            # Under load, run the post-commit steps once per interval, not after every commit: each
+            # run then covers several commits, and ingestion keeps most of the thread.
+            if time.monotonic() - last_steps >= AFTER_COMMIT_INTERVAL or stop:
+                last_steps = self._after_commit()
+                pending = False
             if time.monotonic() - self._last_expiry > 300:
                 self._last_expiry = time.monotonic()
                 try:
@@ -261,6 +276,14 @@ class Ingestor:
                     log.exception("expiring old message ids failed")
             if stop:
                 return
+
+    def _after_commit(self) -> float:
+        for callback in self.after_commit:
+            try:
+                callback()
+            except Exception:
+                log.exception("a post-commit step failed; it resumes after the next commit")
+        return time.monotonic()
 
     def _commit_group(self, group: list[tuple[Job, Future]]) -> None:
         try:

@@ -202,8 +202,11 @@ def _dt(micros) -> datetime:
 
 def _write(engine: Engine, links: Links, owner, live, decisions, link_rows) -> None:
     pids = pa.array([p[0] for p in live], pa.string())
-    first_seen = np.full(links.n_ids, np.iinfo(np.int64).max, np.int64)
-    np.minimum.at(first_seen, links.iid, links.ts)
+    # As the real-time path records it: the time of the first stored event carrying it (profiles
+    # show the earliest event time, computed on read).
+    first_seen = np.zeros(links.n_ids, np.int64)
+    ids, first = np.unique(links.iid, return_index=True)
+    first_seen[ids] = links.ts[first]
     value_parts = [v for v in links.values]
     type_names = pa.array(links.types, pa.string()).take(pa.array(links.type_of.astype(np.int32)))
     with engine.transaction() as tx:

@@ -93,13 +93,16 @@ class Resolver:
         return int(row[0]) if row and row[0] is not None else 0
 
     def _step(self, batch: int) -> int:
-        high = self._high_watermark()
+        high = None
         try:
             with self.engine.transaction() as tx:
                 if self.engine.name == "postgres":
                     if not tx.fetchone("SELECT pg_try_advisory_xact_lock($k)",
                                        {"k": _RESOLVER_LOCK})[0]:
                         return 0  # another process is resolving right now
+                    # Only the process holding the lock waits for in-flight inserts; each
+                    # statement of this transaction sees what committed before it (READ COMMITTED).
+                    high = self._high_watermark()
                 graph = self.current_graph(tx)
                 watermark = get_state(tx, "resolved_seq")
                 params = {"w": watermark, "n": batch}

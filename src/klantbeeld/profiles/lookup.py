@@ -66,16 +66,12 @@ def get_profile(ws: "Workspace", pid: str) -> dict[str, Any]:
             raise ProfileNotFound(f"no profile with id {pid!r}")
         if head[2] is not None:
             return get_profile(ws, head[2])
-        identities = s.fetch_dicts(
-            "SELECT id_type AS type, id_value AS value, first_seen FROM identifiers "
-            "WHERE profile_id = $p ORDER BY id_type, first_seen, id_value", {"p": pid})
+        identities = _identities(s, [pid])[pid]
+        traits = _merged_traits(ws, s, [pid])[pid]
         counts = s.fetch_dicts(
             f"SELECT channel, type, count(*) AS events, min(\"timestamp\") AS first, "
             f"max(\"timestamp\") AS last FROM ({_EVENTS.format(payload='')}) x "
             "GROUP BY channel, type ORDER BY channel, type", {"p": pid})
-        identifies = s.fetchall(
-            f"SELECT source, channel, \"timestamp\", payload FROM "
-            f"({_EVENTS.format(payload=', e.payload')}) x WHERE type = 'identify'", {"p": pid})
         aliases = [r[0] for r in s.fetchall(
             "SELECT profile_id FROM profiles WHERE merged_into = $p ORDER BY profile_id",
             {"p": pid})]
@@ -88,11 +84,6 @@ def get_profile(ws: "Workspace", pid: str) -> dict[str, Any]:
             "FROM identity_decisions d JOIN identity_links l ON l.seq = d.seq "
             "AND l.is_primary JOIN identifiers i ON i.identifier_id = l.identifier_id "
             "WHERE i.profile_id = $p ORDER BY d.decided_at DESC LIMIT 50", {"p": pid})
-    observations = []
-    for source, channel, at, payload in identifies:
-        traits = orjson.loads(payload).get("traits")
-        if isinstance(traits, dict):
-            observations += [(k, v, source, channel, at) for k, v in traits.items()]
     by_channel: dict[str, int] = {}
     by_type: dict[str, int] = {}
     for c in counts:
@@ -105,8 +96,8 @@ def get_profile(ws: "Workspace", pid: str) -> dict[str, Any]:
         "created_at": _iso(head[1]),
         "first_seen": _iso(min(firsts)) if firsts else None,
         "last_seen": _iso(max(lasts)) if lasts else None,
-        "identities": [{**i, "first_seen": _iso(i["first_seen"])} for i in identities],
-        "traits": merge_traits(observations, ws.identity_config),
+        "identities": identities,
+        "traits": traits,
         "events": {"total": sum(by_type.values()), "by_channel": by_channel, "by_type": by_type},
         "aliases": aliases,
         "merges": [{**m, "merged_at": _iso(m["merged_at"])} for m in merges],
@@ -140,14 +131,25 @@ def profile_events(ws: "Workspace", pid: str, *, limit: int = 50, cursor: str | 
     return {"profile_id": pid, "events": events, "next_cursor": nxt}
 
 
+_CANDIDATE_PAGE = 500
+
+
 def search_profiles(ws: "Workspace", traits: dict[str, str], identifier: str | None = None,
                     limit: int = 50) -> list[dict[str, Any]]:
     """Profiles whose merged traits equal every ``traits`` value (as text), and that hold an
-    identifier starting with ``identifier`` (``type:prefix``); at most ``limit``."""
-    params: dict[str, Any] = {"n": max(limit * 4, 200)}
+    identifier starting with ``identifier`` (``type:prefix``, normalised as lookups are); at most
+    ``limit``, in profile id order.
+
+    Candidates are profiles that were ever sent the value; they are checked against the merged
+    value a page at a time until ``limit`` are found or none is left.
+    """
+    params: dict[str, Any] = {}
     clauses = []
     if identifier:
         id_type, prefix = parse_identifier(identifier)
+        if id_type not in ws.identity_config.type_names:
+            raise ValueError(f"unknown identifier type {id_type!r}")
+        prefix = prefix.strip().lower() if id_type == "email" else prefix.strip()
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         clauses.append("SELECT DISTINCT profile_id FROM identifiers WHERE id_type = $it "
                        "AND id_value LIKE $ip ESCAPE '\\' AND profile_id IS NOT NULL")
@@ -161,18 +163,64 @@ def search_profiles(ws: "Workspace", traits: dict[str, str], identifier: str | N
         params.update({f"k{k}": name, f"v{k}": value})
     if not clauses:
         raise ValueError("give at least one trait.NAME=VALUE or identifier=TYPE:PREFIX")
-    sql = " INTERSECT ".join(f"({c})" for c in clauses) + " ORDER BY 1 LIMIT $n"
-    found = []
-    for (pid,) in ws.engine.fetchall(sql, params):
-        profile = get_profile(ws, pid)
-        merged = profile["traits"]
-        if all(name in merged and _text(merged[name]["value"]) == value
-               for name, value in traits.items()):
-            found.append({"profile_id": pid, "identities": profile["identities"],
-                          "traits": {n: t["value"] for n, t in merged.items()}})
-            if len(found) == limit:
+    sql = " INTERSECT ".join(f"({c})" for c in clauses) + " ORDER BY 1 LIMIT $n OFFSET $o"
+    found: list[dict[str, Any]] = []
+    offset = 0
+    with ws.engine.session() as s:
+        while len(found) < limit:
+            page = [r[0] for r in s.fetchall(sql, {**params, "n": _CANDIDATE_PAGE, "o": offset})]
+            offset += len(page)
+            merged = _merged_traits(ws, s, page) if traits else {p: {} for p in page}
+            hits = [p for p in page if all(
+                name in merged[p] and _text(merged[p][name]["value"]) == value
+                for name, value in traits.items())][:limit - len(found)]
+            identities = _identities(s, hits)
+            found += [{"profile_id": p, "identities": identities.get(p, []),
+                       "traits": {n: t["value"] for n, t in merged.get(p, {}).items()}}
+                      for p in hits]
+            if len(page) < _CANDIDATE_PAGE:
                 break
     return found
+
+
+def _in_list(pids: list[str]) -> tuple[str, dict[str, str]]:
+    """``IN ($p0, $p1, …)`` with bound values."""
+    names = {f"p{i}": pid for i, pid in enumerate(pids)}
+    return "(" + ", ".join(f"${n}" for n in names) + ")", names
+
+
+def _merged_traits(ws: "Workspace", s, pids: list[str]) -> dict[str, dict[str, dict]]:
+    """Merged traits of several profiles, from one query."""
+    out: dict[str, list] = {p: [] for p in pids}
+    if not pids:
+        return {}
+    where, params = _in_list(pids)
+    for pid, source, channel, at, payload in s.fetchall(
+            "SELECT i.profile_id, s.name, e.channel, e.\"timestamp\", e.payload FROM identifiers i "
+            "JOIN identity_links l ON l.identifier_id = i.identifier_id AND l.is_primary "
+            "JOIN events e ON e.seq = l.seq JOIN sources s ON s.source_id = e.source_id "
+            f"WHERE e.type = 'identify' AND i.profile_id IN {where} "
+            "ORDER BY e.\"timestamp\", e.seq", params):
+        values = orjson.loads(payload).get("traits")
+        if isinstance(values, dict):
+            out[pid] += [(k, v, source, channel, at) for k, v in values.items()]
+    return {p: merge_traits(obs, ws.identity_config) for p, obs in out.items()}
+
+
+def _identities(s, pids: list[str]) -> dict[str, list[dict]]:
+    """Identifiers of several profiles, each with the time of the earliest event carrying it."""
+    if not pids:
+        return {}
+    where, params = _in_list(pids)
+    out: dict[str, list[dict]] = {p: [] for p in pids}
+    for pid, id_type, value, first in s.fetchall(
+            "SELECT i.profile_id, i.id_type, i.id_value, min(e.\"timestamp\") "
+            "FROM identifiers i JOIN identity_links l ON l.identifier_id = i.identifier_id "
+            f"JOIN events e ON e.seq = l.seq WHERE i.profile_id IN {where} "
+            "GROUP BY i.profile_id, i.id_type, i.id_value "
+            "ORDER BY i.profile_id, i.id_type, min(e.\"timestamp\"), i.id_value", params):
+        out[pid].append({"type": id_type, "value": value, "first_seen": _iso(first)})
+    return out
 
 
 def _text(value: Any) -> str:

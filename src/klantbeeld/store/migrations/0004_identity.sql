@@ -7,7 +7,7 @@ CREATE TABLE identifiers (
     id_type VARCHAR NOT NULL,
     id_value VARCHAR NOT NULL,
     profile_id VARCHAR,              -- NULL: seen, but kept out of every merge so far
-    first_seen TIMESTAMPTZ NOT NULL
+    first_seen TIMESTAMPTZ NOT NULL  -- time of the first stored event that carried it
 );
 
 CREATE TABLE profiles (
