@@ -64,7 +64,7 @@ def test_typo_duplicates_merge_households_stay_apart_and_decisions_are_kept(work
         identify(mate)
     feed(ws, messages, tmp_path)
 
-    result = run_matching(ws, "tester")
+    run_matching(ws, "tester")
     found = sum(profile_of(ws, "email", p["email"]) == profile_of(ws, "email", typo(p["email"]))
                 for p in duplicates)
     queued = list_reviews(ws)
