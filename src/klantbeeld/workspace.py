@@ -49,7 +49,7 @@ class Workspace:
             max_message_bytes=self.settings.max_message_bytes,
         )
         if self.settings.resolve_identities:
-            ingestor.after_commit.append(self.resolve)
+            ingestor.after_commit.append(lambda: self.resolver.catch_up(follow=True))
         return ingestor
 
     @cached_property
@@ -88,6 +88,8 @@ class Workspace:
     def close(self) -> None:
         if "ingestor" in self.__dict__:
             self.ingestor.close()
+        if "resolver" in self.__dict__:
+            self.resolver.close()
         self.engine.close()
 
     def __enter__(self) -> "Workspace":

@@ -6,17 +6,22 @@ after each import, and ``klantbeeld identity resolve`` on demand; all three go t
 The watermark (last resolved ``seq``) and the graph's changes are committed in one transaction, so a
 crash resolves nothing twice and loses nothing.
 
-PostgreSQL: several processes may ingest, but one resolves at a time (an advisory lock); a process
-whose graph is older than the store's (another one resolved since) reloads it first. ``seq`` values
-are drawn before commit, so a bigger one can commit earlier; a brief SHARE lock on ``events`` waits
-for the transactions in flight and gives a watermark below which every event is committed.
+PostgreSQL: several processes may ingest. One of them is the resolver for as long as it lives (it
+holds a session advisory lock on a connection of its own; when it dies the lock goes and another
+process takes over within seconds), so the graph stays loaded in one place. Each resolution step
+also takes a transaction advisory lock, which explicit runs (an import's end, ``identity resolve``)
+take too; a process whose graph is older than the store's reloads it first. ``seq`` values are drawn
+before commit, so a bigger one can commit earlier; a brief SHARE lock on ``events`` waits for the
+transactions in flight and gives a watermark below which every event is committed.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime, timezone
+from typing import Any
 
 from ..store import Engine, Session
 from .config import IdentityConfig
@@ -26,7 +31,9 @@ from .persist import get_state, load_graph, save_changes, set_state
 
 log = logging.getLogger(__name__)
 
-_RESOLVER_LOCK = 0x6B6C6964  # "klid"
+_RESOLVER_LOCK = 0x6B6C6964  # "klid": one resolution step at a time
+_LEADER_LOCK = 0x6B6C6C64    # "klld": the process that resolves after its commits
+_LEADER_RETRY = 5.0          # seconds between a follower's attempts to become the resolver
 # The payload only when it can hold identifiers (traits, external ids): most events carry neither.
 EVENT_COLUMNS_SQL = (
     'seq, type, user_id, anonymous_id, device_id, previous_id, "timestamp", '
@@ -43,6 +50,8 @@ class Resolver:
         self.blocked: set[Identifier] = set()
         self._version = -1
         self._lock = threading.RLock()
+        self._leader: Any = None          # PostgreSQL: the connection holding the leader lock
+        self._next_try = 0.0
 
     def identifiers_of(self, row: tuple) -> list[Identifier]:
         """The identifiers an event row (EVENT_COLUMNS_SQL order) links, blocked values removed."""
@@ -51,8 +60,13 @@ class Resolver:
             found = [i for i in found if i not in self.blocked]
         return found
 
-    def catch_up(self, batch: int = 20_000) -> int:
-        """Resolve every committed event not resolved yet; return how many were resolved."""
+    def catch_up(self, batch: int = 20_000, follow: bool = False) -> int:
+        """Resolve every committed event not resolved yet; return how many were resolved.
+
+        ``follow``: the call after a commit in a server. On PostgreSQL only the resolver process
+        acts on it; the others return at once (their events are the resolver's to take)."""
+        if follow and not self._leads():
+            return 0
         with self._lock:
             total = 0
             while True:
@@ -60,6 +74,29 @@ class Resolver:
                 total += done
                 if done < batch:
                     return total
+
+    def _leads(self) -> bool:
+        if self.engine.name != "postgres":
+            return True
+        if self._leader is not None and not self._leader.closed:
+            return True
+        if time.monotonic() < self._next_try:
+            return False
+        self._next_try = time.monotonic() + _LEADER_RETRY
+        import psycopg
+
+        conn = psycopg.connect(self.engine.url, autocommit=True)
+        if conn.execute("SELECT pg_try_advisory_lock(%s)", (_LEADER_LOCK,)).fetchone()[0]:
+            self._leader = conn
+            return True
+        conn.close()
+        return False
+
+    def close(self) -> None:
+        """Give up the resolver role (PostgreSQL), so another process takes it."""
+        if self._leader is not None:
+            self._leader.close()
+            self._leader = None
 
     def invalidate(self) -> None:
         """Forget the in-memory graph (after a rebuild or a manual operation changed the store)."""
@@ -97,9 +134,7 @@ class Resolver:
         try:
             with self.engine.transaction() as tx:
                 if self.engine.name == "postgres":
-                    if not tx.fetchone("SELECT pg_try_advisory_xact_lock($k)",
-                                       {"k": _RESOLVER_LOCK})[0]:
-                        return 0  # another process is resolving right now
+                    tx.execute("SELECT pg_advisory_xact_lock($k)", {"k": _RESOLVER_LOCK})
                     # Only the process holding the lock waits for in-flight inserts; each
                     # statement of this transaction sees what committed before it (READ COMMITTED).
                     high = self._high_watermark()
