@@ -183,9 +183,14 @@ class IdentityGraph:
         else:
             profiles.sort(key=lambda p: (p.created_seq, p.pid))
             target = profiles[0]
-            shared = next((i for i in kept if self.owner[iids[i]] is target), kept[0])
-            for other in profiles[1:]:
-                self._merge(target, other, seq, at, f"{reason} {shared[0]}:{shared[1]}")
+            ours = next(i for i in kept if self.owner[iids[i]] is target)
+            theirs = [next(i for i in kept if self.owner[iids[i]] is other)
+                      for other in profiles[1:]]
+            for other, via in zip(profiles[1:], theirs):
+                pair = f"{ours[0]}:{ours[1]} and {via[0]}:{via[1]}"
+                why = (f"{reason}: one event carried {pair}" if reason == "shared identifier"
+                       else f"{reason} ({pair})")
+                self._merge(target, other, seq, at, why)
         for iid in new:
             self.assign(iid, target)
             changes.moves.append((iid, target.pid))
