@@ -84,6 +84,44 @@ def test_febrl4_linkage():
     assert scores["precision"] >= 0.98 and scores["recall"] >= 0.98
 
 
+def test_febrl3_learns_from_labels_when_it_has_them():
+    """Half the people are known already (labelled, as identity resolution labels records with
+    their profile): the model learns from their pairs and finds the duplicates of the rest."""
+    frame, links = load_febrl3(return_links=True)
+    records = _arrow(frame)
+    ids = records["record_id"].to_pylist()
+    person = [r.split("-")[1] for r in ids]                       # rec-1070-dup-0 -> 1070
+    labels = [p if int(p) % 2 == 0 else None for p in person]
+    label = dict(zip(ids, labels))
+    records = records.append_column("person", pa.array(labels, pa.string()))
+    unknown = {frozenset(p) for p in links if label[p[0]] is None}
+    started = time.perf_counter()
+    pairs = predict_links(records, FEBRL, labels="person")
+    elapsed = time.perf_counter() - started
+    merges, review = classify(pairs, FEBRL)
+    scores = pairwise_scores(_pairs(merges), unknown)
+    print(f"FEBRL3 dedupe, half labelled: {scores} review={review.num_rows} "
+          f"predict_links={elapsed:.1f}s")
+    assert not [(a, b) for a, b in _ordered(pairs) if label[a] is not None and label[a] == label[b]]
+    assert scores["f1"] >= 0.98
+    assert scores["precision"] >= 0.99 and scores["recall"] >= 0.98
+
+
+def test_labels_must_exist_and_too_few_fall_back_to_em():
+    rows, truth, _ = synthetic_customers()
+    known = sorted(tuple(sorted(p)) for p in truth)[:10]           # 10 labelled pairs: too few
+    label = {r: f"person-{i}" for i, pair in enumerate(known) for r in pair}
+    records = pa.Table.from_pylist([dict(r, person=label.get(r["record_id"])) for r in rows])
+    settings = MatchSettings()
+    with pytest.raises(MatchingError, match="no labels column 'profile'"):
+        predict_links(records, settings, labels="profile")
+    with pytest.warns(UserWarning, match="fewer than the 30 needed"):
+        pairs = predict_links(records, settings, labels="person")
+    found = _pairs(pairs)
+    assert not found & {frozenset(p) for p in known}              # known pairs are not returned
+    assert len(truth & found) >= 0.9 * (len(truth) - len(known))
+
+
 def test_classify_splits_at_the_thresholds():
     settings = MatchSettings(upper=0.99, lower=0.8)
     pairs = pa.table({"record_id_l": ["a", "b", "c", "d", "e"], "record_id_r": ["v"] * 5,

@@ -31,13 +31,18 @@ _TRAITS = (
     "WHERE e.type = 'identify' AND i.profile_id IS NOT NULL ORDER BY e.\"timestamp\"")
 
 
+LABELS = "profile_id"   # the column of profile_records the model learns from
+
+
 def profile_records(ws: "Workspace") -> pa.Table:
     """The records to compare: each distinct set of compared traits an identify call carried,
-    with the profile it belongs to (``record_id`` is ``profile_id#n``).
+    with the profile it belongs to (``record_id`` is ``profile_id#n``, column ``profile_id``).
 
     Records, not merged profiles: the model is trained on what sources sent, which does not change
     when profiles merge — trained on merged profiles, a second run (true duplicates merged away)
-    would take the next most similar pairs, housemates, for matches.
+    would take the next most similar pairs, housemates, for matches. The ``profile_id`` column
+    is the label the model learns from: records that identity resolution put in one profile are
+    the same person, so they show how a person's records differ (see ``predict_links``).
     """
     columns = [c.column for c in ws.identity_config.matching.comparisons]
     seen: dict[tuple, str] = {}
@@ -54,7 +59,8 @@ def profile_records(ws: "Workspace") -> pa.Table:
     keys = sorted(seen, key=lambda k: seen[k])
     return pa.table({"record_id": pa.array([seen[k] for k in keys], pa.string()),
                      **{c: pa.array([k[1][i] for k in keys], pa.string())
-                        for i, c in enumerate(columns)}})
+                        for i, c in enumerate(columns)},
+                     LABELS: pa.array([k[0] for k in keys], pa.string())})
 
 
 def _text(value) -> str | None:
@@ -91,7 +97,7 @@ def run_matching(ws: "Workspace", actor: str = "matcher") -> dict[str, Any]:
     ws.resolve()
     records = profile_records(ws)
     try:
-        pairs = predict_links(records, settings)
+        pairs = predict_links(records, settings, labels=LABELS)
     except MatchingError as exc:
         return {"records": records.num_rows, "pairs": 0, "merged": 0, "queued": 0,
                 "skipped": str(exc)}

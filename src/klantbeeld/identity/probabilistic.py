@@ -1,10 +1,13 @@
 """Probabilistic matching: score pairs of customer records with a Fellegi-Sunter model.
 
-``predict_links`` trains a model with Splink on an in-memory DuckDB database -- u probabilities
-from random pairs (fixed seed, so runs are reproducible), m probabilities by expectation
-maximisation (EM) over each blocking rule, the prior match rate by EM over all candidate pairs --
-and returns the scored candidate pairs. ``classify`` splits them into automatic merges and pairs
-for human review.
+``predict_links`` trains a model with Splink on an in-memory DuckDB database and returns the
+scored candidate pairs; ``classify`` splits them into automatic merges and pairs for human review.
+The u probabilities come from random pairs (fixed seed, so runs are reproducible). The m
+probabilities come from *labels* when the caller has them -- a column naming the cluster each
+record is already known to belong to (for stored customers: the profile that deterministic
+identity resolution put it in); every pair of records within one cluster is a true match -- and
+otherwise from expectation maximisation (EM) over each blocking rule. The prior match rate is
+estimated over the candidate pairs that are scored (with labels: the pairs across clusters only).
 
 Values are normalised lightly before comparison: text is lower-cased, trimmed and its inner
 whitespace collapsed (names also lose accents), e-mail addresses lose all whitespace, postcodes
@@ -36,6 +39,9 @@ PAIRS_SCHEMA = pa.schema([("record_id_l", pa.string()), ("record_id_r", pa.strin
                           ("match_probability", pa.float64()), ("match_weight", pa.float64())])
 SEED = 20261129            # random sampling of u pairs
 MIN_PAIRS = 1_000          # fewer possible pairs than this: too little data to train a model
+MIN_LABELLED_PAIRS = 30    # fewer labelled pairs than this: learn m by EM instead
+PRIOR_PAIRS = 10.0         # labels: how many labelled pairs the prior of each comparison is worth
+LABEL = "cluster_label"    # internal name of the labels column
 ISO_DATE = "%Y-%m-%d"
 
 
@@ -144,12 +150,15 @@ def _untrained_levels(linker, source: dict[str, str]) -> list[str]:
         return []
 
 
-def _prepare(con, name: str, table: pa.Table, columns: dict[str, tuple], side: str) -> int:
+def _prepare(con, name: str, table: pa.Table, columns: dict[str, tuple], side: str,
+             labels: str | None = None) -> int:
     """Register ``table`` and create the normalised input table ``name``; return its row count."""
     con.register(f"{name}_src", table)
     selects = ["CAST(record_id AS VARCHAR) AS unique_id"] + [
         f"{_normalise_sql(c, _q(source), table.schema.field(source).type)} AS {col}"
         for col, (source, c) in columns.items()]
+    if labels is not None:
+        selects.append(f"nullif(CAST({_q(labels)} AS VARCHAR), '') AS {LABEL}")
     con.execute(f"CREATE TABLE {name} AS SELECT {', '.join(selects)} FROM {name}_src").fetchall()
     n, nulls, dups = con.execute(f"SELECT count(*), count(*) - count(unique_id), "
                                  f"count(unique_id) - count(DISTINCT unique_id) FROM {name}"
@@ -175,11 +184,15 @@ def _pair_count(con, tables: list[str], cols: list[str]) -> int:
 
 
 def predict_links(records: pa.Table, settings: MatchSettings, *, other: pa.Table | None = None,
-                  threshold: float | None = None) -> pa.Table:
+                  threshold: float | None = None, labels: str | None = None) -> pa.Table:
     """Score candidate pairs of records; see the module docstring and docs/identity-matching.md.
 
     ``other`` None: find duplicates within ``records`` (each unordered pair once, the smaller
     record_id on the left). ``other`` given: link ``records`` (left) to ``other`` (right).
+    ``labels`` names a column holding the cluster each record is known to belong to (e.g. its
+    profile id; empty: not known): records with the same label are the same entity, so the m
+    probabilities are learnt from those pairs instead of by EM (EM is used when there are fewer
+    than ``MIN_LABELLED_PAIRS``), and pairs within one label are not returned.
     Returns pairs with match_probability >= ``threshold`` (default ``settings.lower``), most
     probable first, as a table with the columns of ``PAIRS_SCHEMA``.
     """
@@ -190,6 +203,9 @@ def predict_links(records: pa.Table, settings: MatchSettings, *, other: pa.Table
     for table, side in zip(tables, ("records", "other")):
         if "record_id" not in table.column_names:
             raise MatchingError(f"{side} need a `record_id` column (a unique string per record)")
+        if labels is not None and labels not in table.column_names:
+            raise MatchingError(f"{side} have no labels column {labels!r}; add it (empty where "
+                                "the cluster is not known) or leave labels out")
     if (other is None and records.num_rows < 2) or min(t.num_rows for t in tables) == 0:
         return PAIRS_SCHEMA.empty_table()
 
@@ -220,7 +236,7 @@ def predict_links(records: pa.Table, settings: MatchSettings, *, other: pa.Table
     try:
         names = ["a_records", "b_other"][: len(tables)]
         sides = ["records", "other"]
-        sizes = [_prepare(con, n, t, columns, s) for n, t, s in zip(names, tables, sides)]
+        sizes = [_prepare(con, n, t, columns, s, labels) for n, t, s in zip(names, tables, sides)]
         possible = sizes[0] * (sizes[0] - 1) // 2 if other is None else sizes[0] * sizes[1]
         if possible < MIN_PAIRS:
             raise MatchingError(f"too few records to train a matching model ({possible:,} possible "
@@ -230,55 +246,78 @@ def predict_links(records: pa.Table, settings: MatchSettings, *, other: pa.Table
         if not any(counts):
             raise MatchingError(f"no two records agree on any blocking rule {rules}, so there "
                                 "are no candidate pairs to train on; add looser blocking rules")
+        labelled = _pair_count(con, names, [LABEL]) if labels is not None else 0
+        if labels is not None and labelled < MIN_LABELLED_PAIRS:
+            warnings.warn(f"only {labelled} pair(s) of records share a label in {labels!r}, "
+                          f"fewer than the {MIN_LABELLED_PAIRS} needed to learn from them; "
+                          "the model is trained by expectation maximisation instead", stacklevel=2)
         trained = [r for r, n in zip(rules, counts) if n]
-        if missing := untrainable(comparisons, trained):
+        if labelled < MIN_LABELLED_PAIRS and (missing := untrainable(comparisons, trained)):
             raise MatchingError(f"comparison(s) {missing} are used by every blocking rule that "
                                 "finds candidate pairs, so they cannot be trained; add a "
                                 "blocking rule that does not use them")
         with _quiet_splink():
             pairs = _run_splink(con, names, comparisons, internal, rules, counts, settings,
-                                threshold, possible)
+                                threshold, possible, labels is not None, labelled)
     finally:
         con.close()
     return pairs
 
 
 def _run_splink(con, names, comparisons, internal, rules, counts, settings, threshold,
-                possible):
+                possible, has_labels, labelled):
     from splink import DuckDBAPI, Linker, SettingsCreator, block_on
     from splink.internals.exceptions import SplinkException
 
     db_api = DuckDBAPI(con)
     inputs = [db_api.register(n, dataset_display_name=n) for n in names]
+    data = inputs[0] if len(inputs) == 1 else inputs
     splink_rules = [block_on(*(internal[c] for c in r)) for r in rules]
     creator = SettingsCreator(
         link_type="dedupe_only" if len(names) == 1 else "link_only",
         comparisons=[_splink_comparison(c, internal[c.column]) for c in comparisons],
         blocking_rules_to_generate_predictions=splink_rules,
-        retain_matching_columns=False, retain_intermediate_calculation_columns=False)
+        retain_matching_columns=False, retain_intermediate_calculation_columns=False,
+        additional_columns_to_retain=[LABEL] if has_labels else [])
+    source = {v: k for k, v in internal.items()}
+    cap = settings.max_pairs_for_training
     try:
-        linker = Linker(inputs[0] if len(inputs) == 1 else inputs, creator, log_level=None)
-        linker.training.estimate_u_using_random_sampling(
-            max_pairs=settings.max_pairs_for_training, seed=SEED)
-        cap = settings.max_pairs_for_training
-        for rule, br, n in zip(rules, splink_rules, counts):
-            if not n:
-                continue
-            try:
-                linker.training.estimate_parameters_using_expectation_maximisation(
-                    br, max_pairs=cap if n > cap else None)
-            except ValueError as exc:   # Splink 5 refuses m/u below 1e-300 mid-EM
-                warnings.warn(f"training on blocking rule {rule} failed and was skipped: {exc}",
-                              stacklevel=3)
-        if untrained := _untrained_levels(linker, {v: k for k, v in internal.items()}):
-            warnings.warn(f"no training pair fell into comparison level(s) {untrained}; Splink's "
-                          "default parameters are used for them", stacklevel=3)
+        linker = Linker(data, creator, log_level=None)
+        linker.training.estimate_u_using_random_sampling(max_pairs=cap, seed=SEED)
+        if labelled >= MIN_LABELLED_PAIRS:
+            linker.training.estimate_m_from_label_column(LABEL)
+            model = linker.misc.save_model_to_json()
+            model.pop("linker_uid", None)
+            with_values = _labelled_with_values(con, names, [internal[c.column]
+                                                             for c in comparisons])
+            if blind := _learn_from_labels(model, with_values, min(cap, possible)):
+                warnings.warn(f"no two records with the same label both have a value for "
+                              f"{[source[c] for c in blind]}; how much they say is assumed "
+                              "from the other attributes", stacklevel=3)
+            linker = Linker(data, model, log_level=None)
+        else:
+            for rule, br, n in zip(rules, splink_rules, counts):
+                if not n:
+                    continue
+                try:
+                    linker.training.estimate_parameters_using_expectation_maximisation(
+                        br, max_pairs=cap if n > cap else None)
+                except ValueError as exc:   # Splink 5 refuses m/u below 1e-300 mid-EM
+                    warnings.warn(f"training on blocking rule {rule} failed and was skipped: "
+                                  f"{exc}", stacklevel=3)
+            if untrained := _untrained_levels(linker, source):
+                warnings.warn(f"no training pair fell into comparison level(s) {untrained}; "
+                              "Splink's default parameters are used for them", stacklevel=3)
         predicted = linker.inference.predict(warning_mode="never").physical_name
         used = linker.misc.save_model_to_json()["probability_two_random_records_match"]
     except SplinkException as exc:
         raise MatchingError(f"the matching model could not be trained on these records ({exc}); "
                             "check that the compared columns hold comparable values, or add "
                             "blocking rules that find more candidate pairs") from exc
+    if has_labels:   # pairs within one label are known matches: score only those across labels
+        cross = f"{LABEL}_l IS NULL OR {LABEL}_r IS NULL OR {LABEL}_l <> {LABEL}_r"
+        con.execute(f"CREATE TABLE scored AS SELECT * FROM {predicted} WHERE {cross}").fetchall()
+        predicted, possible = "scored", possible - labelled
     used = math.log2(used / (1 - used))
     prior = _log2_prior_odds(con, predicted, possible, used) - used
     swap = "source_dataset_l <> 'a_records'" if len(names) == 2 else "unique_id_l > unique_id_r"
@@ -292,6 +331,55 @@ def _run_splink(con, names, comparisons, internal, rules, counts, settings, thre
         """).to_arrow_table().cast(PAIRS_SCHEMA)
 
 
+def _labelled_with_values(con, names: list[str], cols: list[str]) -> dict[str, int]:
+    """Per compared column: the labelled pairs (same label) in which both records have a value."""
+    if len(names) == 1:
+        pairs = (f"{names[0]} l JOIN {names[0]} r "
+                 f"ON l.{LABEL} = r.{LABEL} AND l.unique_id < r.unique_id")
+    else:
+        pairs = f"{names[0]} l JOIN {names[1]} r ON l.{LABEL} = r.{LABEL}"
+    counts = ", ".join(f"count(*) FILTER (WHERE l.{c} IS NOT NULL AND r.{c} IS NOT NULL)"
+                       for c in cols)
+    return dict(zip(cols, con.execute(f"SELECT {counts} FROM {pairs}").fetchall()[0]))
+
+
+def _learn_from_labels(model: dict, with_values: dict[str, int], sampled: int) -> list[str]:
+    """Turn the m probabilities Splink counted in the labelled pairs into the model, in place.
+
+    A comparison's m probabilities are the shares of its ``n`` labelled pairs (same label, both
+    values present) in each level, shrunk towards a prior worth ``PRIOR_PAIRS`` pairs, so that a
+    comparison few labelled pairs have values for is not judged on one or two of them. The prior
+    comes from the labels too: the share of all labelled pairs that agree exactly, pooled over
+    the comparisons, goes to the exact level; the rest is shared equally by the other levels (so
+    a near miss, rare among random pairs, counts for a match and a clear difference against it).
+    Then no level may weigh less than a less similar level of the same comparison (a nearly equal
+    first name is no worse evidence than a different one just because no labelled pair had one).
+    Levels no random pair reached get u = half a pair in ``sampled``. Returns the comparisons no
+    labelled pair had both values of.
+    """
+    floor = 0.5 / max(sampled, 1)
+    learnt = []
+    for cc in model["comparisons"]:
+        levels = [lv for lv in cc["comparison_levels"] if not lv.get("is_null_level")]
+        for lv in levels:
+            lv["u_probability"] = lv.get("u_probability") or floor
+        n = with_values.get(cc["output_column_name"], 0)
+        learnt.append((cc["output_column_name"], levels, n,
+                       [(lv.get("m_probability") or 0.0) * n for lv in levels]))
+    pairs = sum(n for _, _, n, _ in learnt)
+    agree = (sum(counts[0] for *_, counts in learnt) + 1) / (pairs + 2)
+    for _, levels, n, counts in learnt:
+        others = max(len(levels) - 1, 1)
+        prior = [agree] + [(1 - agree) / others] * (len(levels) - 1)
+        weights = [math.log2((c + PRIOR_PAIRS * q) / (n + PRIOR_PAIRS) / lv["u_probability"])
+                   for c, q, lv in zip(counts, prior, levels)]
+        for i in range(len(weights) - 2, -1, -1):       # levels run from most to least similar
+            weights[i] = max(weights[i], weights[i + 1])
+        for lv, w in zip(levels, weights):
+            lv["m_probability"] = min(1.0, lv["u_probability"] * 2 ** w)
+    return [name for name, _, n, _ in learnt if not n]
+
+
 def _log2_prior_odds(con, predicted: str, possible: int, used: float) -> float:
     """log2 of the prior odds that two random records match.
 
@@ -299,9 +387,13 @@ def _log2_prior_odds(con, predicted: str, possible: int, used: float) -> float:
     weights are likelihood ratios. EM with those fixed finds the share of matches among them;
     scaled to all possible pairs (blocking is assumed to find nearly every match) that is the
     probability two random records match. Unlike Splink's estimate from the EM sessions, this
-    stays sane when a blocking rule (say, equal e-mail) finds matches only.
+    stays sane when a blocking rule (say, equal e-mail) finds matches only. With labels,
+    ``predicted`` and ``possible`` count the pairs across labels only, so the prior is how rare a
+    match is that the labels do not know yet -- far rarer than matches in general.
     """
     candidates = con.sql(f"SELECT count(*) FROM {predicted}").fetchall()[0][0]
+    if not candidates or possible <= 0:
+        return math.log2(1e-12)
     share = 0.5
     for _ in range(200):
         odds = math.log2(share / (1 - share))
