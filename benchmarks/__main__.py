@@ -1,4 +1,4 @@
-"""`python -m benchmarks [ingest] [import] [--engines duckdb,postgres] [--quick]`.
+"""`python -m benchmarks [ingest] [import] [identity] [--engines duckdb,postgres] [--quick]`.
 
 Prints one table per benchmark and writes every figure to bench-results/latest.json.
 """
@@ -57,6 +57,29 @@ def main() -> None:
         out.append(_table(f"CSV bulk import ({count:,} receipt lines, 11 columns, mapping)", rows,
                           ["engine", "rows", "seconds", "rows_per_s", "floor_rows_per_s",
                            "ratio_to_floor", "reimport_duplicates", "reimport_rows_per_s"]))
+    if "identity" in args.which:
+        from . import identity
+
+        people = 50_000 if args.quick else 1_000_000
+        res = identity.run(people, people // 10)
+        results.update(res)
+        out.append(_table(f"Identity: synthetic history ({people:,} people, set-based in DuckDB)",
+                          res["identity_data"], ["store", "people", "events", "seconds",
+                                                 "events_per_s", "checkpoint_seconds"]))
+        out.append(_table("Identity: bulk rebuild (`rebuild`), seconds per stage", res["identity_rebuild"],
+                          ["store", "events", "links", "identifiers", "profiles", "components",
+                           "replayed_components", "seconds", "read_s", "components_s", "settle_s",
+                           "write_s", "peak_rss_gb", "load_1m"]))
+        out.append(_table("Identity: connected components on the rebuild's edges (same run)",
+                          res["identity_peers"], ["store", "method", "nodes", "edges", "components",
+                                                  "build_s", "cc_s", "seconds", "rebuild_ratio",
+                                                  "memory_gb", "note"]))
+        out.append(_table("Identity: one event in real time (graph of the full store loaded)",
+                          res["identity_incremental"], ["path", "count", "p50_ms", "p99_ms",
+                                                        "max_ms", "mean_ms", "p99_under_2ms", "note"]))
+        out.append(_table("Identity: profile lookup by identifier, open loop", res["identity_lookup"],
+                          ["mode", "profiles", "rate", "seconds", "requests", "achieved_rate",
+                           "p50_ms", "p99_ms", "max_ms", "errors", "p99_under_20ms", "statuses"]))
     print("\n".join(out))
     Path("bench-results").mkdir(exist_ok=True)
     Path("bench-results/latest.json").write_text(json.dumps(results, indent=2, default=str))
