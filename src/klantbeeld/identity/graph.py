@@ -74,6 +74,12 @@ class IdentityGraph:
         self._limits = {t: config.limit(t) for t in config.type_names}
 
     # -- loading -------------------------------------------------------------------------------
+    def reserve(self, n: int) -> None:
+        """Make room for identifier numbers below ``n`` at once (a bulk load)."""
+        if len(self.keys) < n:
+            self.keys.extend([("", "")] * (n - len(self.keys)))
+            self.owner.extend([None] * (n - len(self.owner)))
+
     def add_identifier(self, iid: int, ident: Identifier) -> None:
         while len(self.keys) <= iid:
             self.keys.append(("", ""))

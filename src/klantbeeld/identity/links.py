@@ -40,6 +40,18 @@ class Links:
         t = int(self.type_of[iid])
         return self.types[t], self.values[t][int(iid - self.offsets[t])].as_py()
 
+    def keys(self, iids: np.ndarray) -> list[Identifier]:
+        """(type, value) of many identifiers at once (one Arrow take per type)."""
+        out: list[Identifier | None] = [None] * len(iids)
+        types = self.type_of[iids]
+        for t, name in enumerate(self.types):
+            where = np.flatnonzero(types == t)
+            if len(where):
+                local = pa.array(iids[where] - self.offsets[t])
+                for k, v in zip(where.tolist(), self.values[t].take(local).to_pylist()):
+                    out[k] = (name, v)
+        return out  # type: ignore[return-value]
+
     @property
     def n_ids(self) -> int:
         return int(self.offsets[-1])
@@ -74,7 +86,8 @@ def read_links(engine: Engine, normaliser: Normaliser, blocked: set[Identifier],
             if pc.any(mask).as_py():
                 m = mask.to_numpy(zero_copy_only=False)
                 parts.append((seq[m], ts[m], np.full(m.sum(), code[id_type], np.int16),
-                              np.full(m.sum(), order, np.int16), pc.filter(values, mask)))
+                              np.full(m.sum(), order, np.int16),
+                              pc.filter(values, mask).combine_chunks()))
         payloads = batch.column("payload").cast(pa.string())
         if payloads.null_count < batch.num_rows:
             p_seq, p_ts, p_type, p_order, p_val = [], [], [], [], []
@@ -99,7 +112,7 @@ def read_links(engine: Engine, normaliser: Normaliser, blocked: set[Identifier],
         ts = np.concatenate([p[1] for p in parts])
         tcode = np.concatenate([p[2] for p in parts])
         order = np.concatenate([p[3] for p in parts])
-        raw = pa.chunked_array([p[4] for p in parts], pa.string()).combine_chunks()
+        raw = pa.concat_arrays([p[4] for p in parts])  # arrays, not chunked: no Python pass
     else:
         seq = ts = np.zeros(0, np.int64)
         tcode = order = np.zeros(0, np.int16)
@@ -115,15 +128,18 @@ def read_links(engine: Engine, normaliser: Normaliser, blocked: set[Identifier],
             values.append(pa.array([], pa.string()))
             offsets.append(offsets[-1])
             continue
-        raws = raw.take(pa.array(rows))
-        distinct = pc.unique(raws)
-        normal = pa.array([_normal(normaliser, blocked, id_type, v) for v in distinct.to_pylist()],
-                          pa.string())
-        normalised = normal.take(pc.index_in(raws, distinct))
-        encoded = pc.dictionary_encode(normalised)
-        idx = encoded.indices.to_numpy(zero_copy_only=False)
-        valid = encoded.indices.is_valid().to_numpy(zero_copy_only=False)
-        iid[rows[valid]] = idx[valid].astype(np.int64) + offsets[-1]
+        # Distinct raw values first, then normalise those, then number the normalised values
+        # (two raw spellings of one address become one identifier).
+        raws = pc.dictionary_encode(raw.take(pa.array(rows)))
+        normal = normaliser.normalise_array(id_type, raws.dictionary)
+        if blocked:
+            normal = _unblock(normal, id_type, blocked)
+        encoded = pc.dictionary_encode(normal)
+        per_raw = encoded.indices.to_numpy(zero_copy_only=False)
+        per_raw_valid = encoded.indices.is_valid().to_numpy(zero_copy_only=False)
+        raw_idx = raws.indices.to_numpy(zero_copy_only=False)
+        valid = per_raw_valid[raw_idx]
+        iid[rows[valid]] = per_raw[raw_idx[valid]].astype(np.int64) + offsets[-1]
         values.append(encoded.dictionary)
         offsets.append(offsets[-1] + len(encoded.dictionary))
     keep = iid >= 0
@@ -145,9 +161,9 @@ def read_links(engine: Engine, normaliser: Normaliser, blocked: set[Identifier],
                  int(last), int(events))
 
 
-def _normal(normaliser: Normaliser, blocked: set[Identifier], id_type: str,
-            raw: str) -> str | None:
-    value = normaliser.normalise(id_type, raw)
-    if value is None or (id_type, value) in blocked:
-        return None
-    return value
+def _unblock(values: pa.Array, id_type: str, blocked: set[Identifier]) -> pa.Array:
+    """Null out the values blocked by hand (``identity block``)."""
+    mine = pa.array([v for t, v in blocked if t == id_type], pa.string())
+    if len(mine) == 0:
+        return values
+    return pc.if_else(pc.is_in(values, mine), pa.scalar(None, pa.string()), values)

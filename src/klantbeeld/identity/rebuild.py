@@ -140,11 +140,11 @@ def _settle(links: Links, primary, comp, replay, split_pairs, link_rules, config
         order = rows[np.lexsort((links.seq[rows], link_comp[rows]))]
         firsts = order[np.r_[True, link_comp[order][1:] != link_comp[order][:-1]]]
         slot = np.full(len(replay), -1, np.int64)
-        for r in firsts:
-            origin = int(primary[r])
-            slot[link_comp[r]] = len(live)
-            live.append((profile_id_for(links.key(origin)), int(links.seq[r]), int(links.ts[r]),
-                         origin))
+        slot[link_comp[firsts]] = np.arange(len(firsts))
+        origins = primary[firsts]
+        live = [(profile_id_for(key), seq, ts, origin) for key, seq, ts, origin in zip(
+            links.keys(origins), links.seq[firsts].tolist(), links.ts[firsts].tolist(),
+            origins.tolist())]
         plain_ids = ~replay[comp]
         owner[plain_ids] = slot[comp[plain_ids]]
     link_rows = {"seq": links.seq[plain_rows], "iid": links.iid[plain_rows],
@@ -154,28 +154,31 @@ def _settle(links: Links, primary, comp, replay, split_pairs, link_rules, config
     rows = np.flatnonzero(~plain_rows)
     if len(rows):
         graph = IdentityGraph(config)
-        for iid in np.unique(links.iid[rows]):
-            graph.add_identifier(int(iid), links.key(int(iid)))
+        replayed_ids = np.unique(links.iid[rows])
+        graph.reserve(links.n_ids)
+        key_of = dict(zip(replayed_ids.tolist(), links.keys(replayed_ids)))
+        for iid, key in key_of.items():
+            graph.add_identifier(iid, key)
         for a, b in split_pairs:
             if replay[comp[a]]:
                 graph.separate.setdefault(a, set()).add(b)
                 graph.separate.setdefault(b, set()).add(a)
         pending = sorted((r for r in link_rules if replay[comp[r[1]]]), key=lambda r: r[0])
         by_seq: dict[int, list[int]] = defaultdict(list)
-        for r in rows:
-            by_seq[int(links.seq[r])].append(int(r))
+        for r, seq in zip(rows.tolist(), links.seq[rows].tolist()):
+            by_seq[seq].append(r)
         for seq in sorted(by_seq):
             while pending and pending[0][0] < seq:
                 after, a, b = pending.pop(0)
-                graph.resolve(sorted([links.key(a), links.key(b)],
+                graph.resolve(sorted([key_of[a], key_of[b]],
                                      key=lambda k: config.rank[k[0]]), after,
                               _dt(links.ts[by_seq[seq][0]]), reason="manual link",
                               record_links=False)
             event = by_seq[seq]
-            graph.resolve([links.key(int(links.iid[r])) for r in event], seq,
+            graph.resolve([key_of[iid] for iid in links.iid[event].tolist()], seq,
                           _dt(links.ts[event[0]]))
         for after, a, b in pending:
-            graph.resolve(sorted([links.key(a), links.key(b)], key=lambda k: config.rank[k[0]]),
+            graph.resolve(sorted([key_of[a], key_of[b]], key=lambda k: config.rank[k[0]]),
                           after, _dt(links.ts[rows[-1]]), reason="manual link", record_links=False)
         changes = graph.drain()
         created = {p[0]: p for p in changes.profiles}
@@ -184,10 +187,10 @@ def _settle(links: Links, primary, comp, replay, split_pairs, link_rules, config
             slot_of[pid] = len(live)
             _, at, seq, origin = created[pid]
             live.append((pid, seq, int(at.timestamp() * 1_000_000), origin))
-        for iid in np.unique(links.iid[rows]):
-            p = graph.owner[int(iid)]
+        for iid in key_of:
+            p = graph.owner[iid]
             if p is not None:
-                owner[int(iid)] = slot_of[p.pid]
+                owner[iid] = slot_of[p.pid]
         decisions = changes.decisions
         replayed = np.array(changes.links, dtype=object).reshape(-1, 4)
         link_rows = {k: np.concatenate([link_rows[k], replayed[:, i].astype(t)])
@@ -213,6 +216,11 @@ def _write(engine: Engine, links: Links, owner, live, decisions, link_rows) -> N
         old = tx.fetch_dicts(
             "SELECT p.profile_id, i.id_type, i.id_value FROM profiles p "
             "LEFT JOIN identifiers i ON i.identifier_id = p.origin_identifier")
+        rebuilt_indexes = _DUCKDB_INDEXES if engine.name == "duckdb" else {}
+        for name in rebuilt_indexes:
+            # DuckDB deletes and re-inserts millions of rows under an ART index very slowly
+            # (400 s at a million profiles); building the index afresh takes seconds.
+            tx.execute(f"DROP INDEX IF EXISTS {name}")
         for table in ("identifiers", "identity_links", "identity_decisions", "profiles"):
             tx.execute(f"DELETE FROM {table}")
         tx.append("profiles", pa.table({
@@ -241,9 +249,21 @@ def _write(engine: Engine, links: Links, owner, live, decisions, link_rows) -> N
                 "id_value": pa.array([d[4] for d in decisions], pa.string()),
                 "reason": pa.array([d[5] for d in decisions], pa.string()),
             }))
+        for name, definition in rebuilt_indexes.items():
+            tx.execute(f"CREATE INDEX {name} ON {definition}")
         _keep_old_ids(tx, old, {p[0] for p in live})
         set_state(tx, "resolved_seq", links.max_seq)
         set_state(tx, "version", get_state(tx, "version") + 1)
+
+
+# The DuckDB indexes on the tables a rebuild rewrites (as migration 0005 creates them).
+_DUCKDB_INDEXES = {
+    "identifiers_value": "identifiers (id_value)",
+    "identifiers_profile": "identifiers (profile_id)",
+    "profiles_id": "profiles (profile_id)",
+    "profiles_merged_into": "profiles (merged_into)",
+    "identity_links_identifier": "identity_links (identifier_id)",
+}
 
 
 def _keep_old_ids(tx, old: list[dict], live: set[str]) -> None:

@@ -51,3 +51,20 @@ _JSON_FUNCTIONS = re.compile(r"\bJSON_(EXTRACT_PATH(?:_TEXT)?)\(")
 def split_statements(sql: str) -> list[str]:
     """Split a script into statements (used by migrations), dropping empty ones and comments."""
     return [s.sql(dialect="duckdb") for s in sqlglot.parse(sql, read="duckdb") if s is not None]
+
+
+def in_list(values: list, name: str = "v") -> tuple[str, dict]:
+    """``(…)`` of bound parameters for ``x IN (…)``, and their values.
+
+    The list is padded (with its last value) to a power of two, so statements come in a few shapes
+    and their translations are cached instead of re-parsed per length; an empty list matches
+    nothing. DuckDB serves an IN list of constants from an ART index, a join would scan.
+    """
+    if not values:
+        return "(NULL)", {}
+    size = 8
+    while size < len(values):
+        size *= 2
+    padded = list(values) + [values[-1]] * (size - len(values))
+    params = {f"{name}{i}": v for i, v in enumerate(padded)}
+    return "(" + ", ".join(f"${k}" for k in params) + ")", params
