@@ -27,7 +27,7 @@ from ..store import Engine, Session
 from .config import IdentityConfig
 from .graph import IdentityGraph
 from .identifiers import Identifier, Normaliser, event_identifiers
-from .persist import get_state, load_graph, save_changes, set_state
+from .persist import get_state, load_graph, save_changes
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +138,9 @@ class Resolver:
                     # Only the process holding the lock waits for in-flight inserts; each
                     # statement of this transaction sees what committed before it (READ COMMITTED).
                     high = self._high_watermark()
-                graph = self.current_graph(tx)
-                watermark = get_state(tx, "resolved_seq")
+                state = dict(tx.fetchall("SELECT name, value FROM identity_state"))
+                graph = self.current_graph(tx, state["version"])
+                watermark = state["resolved_seq"]
                 params = {"w": watermark, "n": batch}
                 bound = ""
                 if high is not None:
@@ -152,16 +153,18 @@ class Resolver:
                 for row in rows:
                     graph.resolve(self.identifiers_of(row), row[0], _utc(row[6]))
                 save_changes(tx, graph, graph.drain())
-                set_state(tx, "resolved_seq", rows[-1][0])
-                set_state(tx, "version", self.bump())
+                tx.execute("UPDATE identity_state SET value = CASE name WHEN 'resolved_seq' THEN "
+                           "$r ELSE $v END WHERE name IN ('resolved_seq', 'version')",
+                           {"r": rows[-1][0], "v": self.bump()})
                 return len(rows)
         except BaseException:
             self.forget()  # memory may be ahead of the store now: reload next time
             raise
 
-    def current_graph(self, tx: Session) -> IdentityGraph:
+    def current_graph(self, tx: Session, version: int | None = None) -> IdentityGraph:
         """The graph, reloaded when the store changed since it was loaded."""
-        version = get_state(tx, "version")
+        if version is None:
+            version = get_state(tx, "version")
         if self.graph is None or version != self._version:
             self.graph = load_graph(tx, self.config)
             self.blocked = {(t, v) for t, v in tx.fetchall(
