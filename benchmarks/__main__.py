@@ -28,7 +28,7 @@ def _table(title: str, rows: list[dict], columns: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("which", nargs="*", default=["ingest", "import"])
+    parser.add_argument("which", nargs="*", default=["ingest", "import", "identity"])
     parser.add_argument("--engines", default="duckdb,postgres")
     parser.add_argument("--quick", action="store_true", help="Smaller runs, for a smoke check.")
     parser.add_argument("--pg-server", default=os.environ.get(
@@ -81,8 +81,11 @@ def main() -> None:
                           ["mode", "profiles", "rate", "seconds", "requests", "achieved_rate",
                            "p50_ms", "p99_ms", "max_ms", "errors", "p99_under_20ms", "statuses"]))
     print("\n".join(out))
-    Path("bench-results").mkdir(exist_ok=True)
-    Path("bench-results/latest.json").write_text(json.dumps(results, indent=2, default=str))
+    # Keep the figures of benchmarks not run this time; replace those that were.
+    latest = Path("bench-results/latest.json")
+    latest.parent.mkdir(exist_ok=True)
+    kept = json.loads(latest.read_text()) if latest.exists() else {}
+    latest.write_text(json.dumps({**kept, **results}, indent=2, default=str))
 
 
 if __name__ == "__main__":
