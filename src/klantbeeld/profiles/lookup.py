@@ -13,6 +13,7 @@ Shared by the HTTP API, the CLI and the Python API::
 from __future__ import annotations
 
 import base64
+from collections import Counter
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,8 @@ import orjson
 
 from ..identity.identifiers import parse_identifier
 from ..store.dialect import in_list
-from .reads import events_where, identities_and_seqs, merged_traits, profile_seqs, source_names
+from .reads import (event_index, events_where, identities_and_seqs, merged_traits, profile_seqs,
+                    source_names)
 
 if TYPE_CHECKING:
     from ..workspace import Workspace
@@ -62,10 +64,9 @@ def get_profile(ws: "Workspace", pid: str) -> dict[str, Any]:
             raise ProfileNotFound(f"no profile with id {pid!r}")
         if head[2] is not None:
             return get_profile(ws, head[2])
-        identities, seqs = identities_and_seqs(s, [pid])
-        traits = merged_traits(s, ws.identity_config, seqs)[pid]
-        counts = events_where(s, 'channel, type, count(*) AS events, min("timestamp") AS first, '
-                              'max("timestamp") AS last', seqs[pid], " GROUP BY channel, type")
+        identities, seqs, index = identities_and_seqs(s, [pid])
+        traits = merged_traits(s, ws.identity_config, seqs, index)[pid]
+        own = [index[seq] for seq in seqs[pid] if seq in index]
         aliases = [r[0] for r in s.fetchall(
             "SELECT profile_id FROM profiles WHERE merged_into = $p ORDER BY profile_id",
             {"p": pid})]
@@ -78,13 +79,9 @@ def get_profile(ws: "Workspace", pid: str) -> dict[str, Any]:
             "SELECT id_type AS type, id_value AS value, decided_at, reason "
             f"FROM identity_decisions WHERE seq IN {where} ORDER BY decided_at DESC LIMIT 50",
             params) if seqs[pid] else []
-    by_channel: dict[str, int] = {}
-    by_type: dict[str, int] = {}
-    for c in counts:
-        by_channel[c["channel"]] = by_channel.get(c["channel"], 0) + c["events"]
-        by_type[c["type"]] = by_type.get(c["type"], 0) + c["events"]
-    firsts = [c["first"] for c in counts]
-    lasts = [c["last"] for c in counts]
+    by_channel = Counter(e["channel"] for e in own)
+    by_type = Counter(e["type"] for e in own)
+    firsts = lasts = [e["timestamp"] for e in own]
     return {
         "profile_id": pid,
         "created_at": _iso(head[1]),
@@ -104,23 +101,20 @@ def profile_events(ws: "Workspace", pid: str, *, limit: int = 50, cursor: str | 
                    channel: str | None = None, type: str | None = None,
                    event: str | None = None) -> dict[str, Any]:
     """The profile's cross-channel timeline, newest first; ``next_cursor`` pages on."""
-    tail, params = "", {"n": limit + 1}
-    for name, value in (("channel", channel), ("type", type), ("event", event)):
-        if value is not None:
-            tail += f" AND {name} = $f_{name}"
-            params[f"f_{name}"] = value
-    if cursor:
-        ts, seq = _decode_cursor(cursor)
-        tail += ' AND ("timestamp" < $ts OR ("timestamp" = $ts AND seq < $cs))'
-        params.update(ts=ts, cs=seq)
-    tail += ' ORDER BY "timestamp" DESC, seq DESC LIMIT $n'
+    after = _decode_cursor(cursor) if cursor else None
+    wanted = {"channel": channel, "type": type, "event": event}
     with ws.engine.session() as s:
-        rows = events_where(s, 'seq, message_id, source_id, channel, type, event, name, '
-                            '"timestamp", received_at, payload', profile_seqs(s, pid), tail,
-                            params)
+        index = event_index(s, profile_seqs(s, pid)).values()
+        chosen = sorted((e for e in index
+                         if all(v is None or e[k] == v for k, v in wanted.items())
+                         and (after is None or (e["timestamp"], e["seq"]) < after)),
+                        key=lambda e: (e["timestamp"], e["seq"]), reverse=True)[:limit + 1]
+        more = len(chosen) > limit
+        page = [e["seq"] for e in chosen[:limit]]
+        rows = sorted(events_where(s, 'seq, message_id, source_id, channel, type, event, name, '
+                                   '"timestamp", received_at, payload', page),
+                      key=lambda r: (r["timestamp"], r["seq"]), reverse=True)
         names = source_names(s)
-    more = len(rows) > limit
-    rows = rows[:limit]
     events = [{"message_id": r["message_id"], "source": names.get(r["source_id"]),
                "channel": r["channel"], "type": r["type"], "event": r["event"],
                "name": r["name"], "timestamp": _iso(r["timestamp"]),
@@ -169,8 +163,8 @@ def search_profiles(ws: "Workspace", traits: dict[str, str], identifier: str | N
         while len(found) < limit:
             page = [r[0] for r in s.fetchall(sql, {**params, "n": _CANDIDATE_PAGE, "o": offset})]
             offset += len(page)
-            identities, seqs = identities_and_seqs(s, page)
-            merged = merged_traits(s, ws.identity_config, seqs)
+            identities, seqs, index = identities_and_seqs(s, page)
+            merged = merged_traits(s, ws.identity_config, seqs, index)
             hits = [p for p in page if all(
                 name in merged[p] and _text(merged[p][name]["value"]) == value
                 for name, value in traits.items())][:limit - len(found)]

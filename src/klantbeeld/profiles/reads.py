@@ -59,13 +59,24 @@ def source_names(s: Session) -> dict[str, str]:
     return dict(s.fetchall("SELECT source_id, name FROM sources"))
 
 
+EVENT_INDEX = 'seq, "timestamp", channel, type, event, source_id'
+
+
+def event_index(s: Session, seqs: list[int]) -> dict[int, dict[str, Any]]:
+    """seq → the event's small columns (time, channel, type, name, source). Filtering, counting
+    and ordering these happen in Python: another predicate beside the IN-list makes DuckDB scan."""
+    return {r["seq"]: r for r in events_where(s, EVENT_INDEX, sorted(set(seqs)))}
+
+
 def identities_and_seqs(s: Session, pids: list[str]
-                        ) -> tuple[dict[str, list[dict]], dict[str, list[int]]]:
-    """Per profile: its identifiers (each with its earliest event time) and its events' seqs."""
+                        ) -> tuple[dict[str, list[dict]], dict[str, list[int]],
+                                   dict[int, dict[str, Any]]]:
+    """Per profile: its identifiers (each with its earliest event time) and its events' seqs;
+    and the small columns of every event involved."""
     idents = identifiers_of(s, pids)
     links = links_of(s, list(idents), False)
-    times = {r["seq"]: r["timestamp"] for r in
-             events_where(s, 'seq, "timestamp"', sorted({seq for seq, _, _ in links}))}
+    index = event_index(s, [seq for seq, _, _ in links])
+    times = {seq: r["timestamp"] for seq, r in index.items()}
     first: dict[int, datetime] = {}
     seqs: dict[str, list[int]] = {p: [] for p in pids}
     for seq, iid, primary in links:
@@ -80,17 +91,18 @@ def identities_and_seqs(s: Session, pids: list[str]
         out[pid].append({"type": t, "value": v, "first_seen": at.isoformat() if at else None})
     for rows in out.values():
         rows.sort(key=lambda r: (r["type"], r["first_seen"] or "", r["value"]))
-    return out, seqs
+    return out, seqs, index
 
 
-def merged_traits(s: Session, config: IdentityConfig, seqs: dict[str, list[int]]
-                  ) -> dict[str, dict[str, dict]]:
+def merged_traits(s: Session, config: IdentityConfig, seqs: dict[str, list[int]],
+                  index: dict[int, dict[str, Any]]) -> dict[str, dict[str, dict]]:
     """Per profile, its traits merged by rule, from the identify events among ``seqs``."""
-    owner = {seq: pid for pid, ss in seqs.items() for seq in ss}
+    owner = {seq: pid for pid, ss in seqs.items() for seq in ss
+             if index.get(seq, {}).get("type") == "identify"}
     names = source_names(s)
     observations: dict[str, list] = defaultdict(list)
-    for r in events_where(s, 'seq, source_id, channel, "timestamp", payload', sorted(owner),
-                          " AND type = 'identify' ORDER BY \"timestamp\", seq"):
+    rows = events_where(s, 'seq, source_id, channel, "timestamp", payload', sorted(owner))
+    for r in sorted(rows, key=lambda r: (r["timestamp"], r["seq"])):
         traits = orjson.loads(r["payload"]).get("traits")
         if isinstance(traits, dict):
             observations[owner[r["seq"]]] += [
