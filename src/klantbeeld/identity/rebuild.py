@@ -216,32 +216,26 @@ def _write(engine: Engine, links: Links, owner, live, decisions, link_rows) -> N
         old = tx.fetch_dicts(
             "SELECT p.profile_id, i.id_type, i.id_value FROM profiles p "
             "LEFT JOIN identifiers i ON i.identifier_id = p.origin_identifier")
-        rebuilt_indexes = _DUCKDB_INDEXES if engine.name == "duckdb" else {}
-        for name in rebuilt_indexes:
-            # DuckDB deletes and re-inserts millions of rows under an ART index very slowly
-            # (400 s at a million profiles); building the index afresh takes seconds.
-            tx.execute(f"DROP INDEX IF EXISTS {name}")
-        for table in ("identifiers", "identity_links", "identity_decisions", "profiles"):
-            tx.execute(f"DELETE FROM {table}")
-        tx.append("profiles", pa.table({
+        target = _empty_tables(tx, engine.name)
+        tx.append(target["profiles"], pa.table({
             "profile_id": pids,
             "created_at": pa.array([p[2] for p in live], pa.int64()).cast(TS),
             "created_seq": pa.array([p[1] for p in live], pa.int64()),
             "origin_identifier": pa.array([p[3] for p in live], pa.int64()),
         }))
-        tx.append("identifiers", pa.table({
+        tx.append(target["identifiers"], pa.table({
             "identifier_id": pa.array(np.arange(links.n_ids, dtype=np.int64)),
             "id_type": type_names,
             "id_value": pa.chunked_array(value_parts, pa.string()).combine_chunks(),
             "profile_id": pids.take(pa.array(owner, mask=owner < 0)),
             "first_seen": pa.array(first_seen).cast(TS),
         }))
-        tx.append("identity_links", pa.table({
+        tx.append(target["identity_links"], pa.table({
             "seq": pa.array(link_rows["seq"]), "identifier_id": pa.array(link_rows["iid"]),
             "kept": pa.array(link_rows["kept"]), "is_primary": pa.array(link_rows["primary"]),
         }))
         if decisions:
-            tx.append("identity_decisions", pa.table({
+            tx.append(target["identity_decisions"], pa.table({
                 "seq": pa.array([d[0] for d in decisions], pa.int64()),
                 "decided_at": pa.array([d[1] for d in decisions], TS),
                 "identifier_id": pa.array([d[2] for d in decisions], pa.int64()),
@@ -249,11 +243,42 @@ def _write(engine: Engine, links: Links, owner, live, decisions, link_rows) -> N
                 "id_value": pa.array([d[4] for d in decisions], pa.string()),
                 "reason": pa.array([d[5] for d in decisions], pa.string()),
             }))
-        for name, definition in rebuilt_indexes.items():
-            tx.execute(f"CREATE INDEX {name} ON {definition}")
+        _swap_in(tx, target)
         _keep_old_ids(tx, old, {p[0] for p in live})
         set_state(tx, "resolved_seq", links.max_seq)
         set_state(tx, "version", get_state(tx, "version") + 1)
+
+
+REWRITTEN = ("identifiers", "identity_links", "identity_decisions", "profiles")
+
+
+def _empty_tables(tx, engine: str) -> dict[str, str]:
+    """Where the rebuilt rows go. PostgreSQL: the tables, emptied. DuckDB: new, empty twins
+    (same definition) that replace the tables at the end — committing the deletion of millions of
+    rows took DuckDB over a minute at a million profiles, dropping a table takes nothing."""
+    if engine != "duckdb":
+        for table in REWRITTEN:
+            tx.execute(f"DELETE FROM {table}")
+        return {t: t for t in REWRITTEN}
+    target = {}
+    for table in REWRITTEN:
+        (ddl,) = tx.fetchone("SELECT sql FROM duckdb_tables() WHERE table_name = $t "
+                             "AND schema_name = current_schema()", {"t": table})
+        twin = f"{table}_rebuilt"
+        tx.execute(f"DROP TABLE IF EXISTS {twin}")
+        tx.execute(ddl.replace(f"CREATE TABLE {table}(", f"CREATE TABLE {twin}(", 1))
+        target[table] = twin
+    return target
+
+
+def _swap_in(tx, target: dict[str, str]) -> None:
+    for table, twin in target.items():
+        if twin != table:
+            tx.execute(f"DROP TABLE {table}")
+            tx.execute(f"ALTER TABLE {twin} RENAME TO {table}")
+    if any(twin != table for table, twin in target.items()):
+        for name, definition in _DUCKDB_INDEXES.items():
+            tx.execute(f"CREATE INDEX {name} ON {definition}")
 
 
 # The DuckDB indexes on the tables a rebuild rewrites (as migration 0005 creates them).
