@@ -40,7 +40,7 @@ class Profile:
         self.created_seq = created_seq
         self.origin = origin
         self.members: list[int] = []
-        self.counts: Counter = Counter()
+        self.counts: dict[str, int] = {}   # a plain dict: a Counter per profile costs 6 µs
 
 
 @dataclass
@@ -102,7 +102,8 @@ class IdentityGraph:
         self.owner[iid] = profile
         if profile is not None:
             profile.members.append(iid)
-            profile.counts[self.keys[iid][0]] += 1
+            id_type = self.keys[iid][0]
+            profile.counts[id_type] = profile.counts.get(id_type, 0) + 1
 
     # -- lookups ---------------------------------------------------------------------------------
     def profile_of(self, ident: Identifier) -> Profile | None:
@@ -121,11 +122,13 @@ class IdentityGraph:
 
     # -- the rules -------------------------------------------------------------------------------
     def _violation(self, profiles: list[Profile], new: list[int]) -> str | None:
-        counts: Counter = Counter()
+        counts: dict[str, int] = {}
         for p in profiles:
-            counts.update(p.counts)
+            for id_type, n in p.counts.items():
+                counts[id_type] = counts.get(id_type, 0) + n
         for iid in new:
-            counts[self.keys[iid][0]] += 1
+            id_type = self.keys[iid][0]
+            counts[id_type] = counts.get(id_type, 0) + 1
         for id_type, n in counts.items():
             limit = self._limits.get(id_type, self.config.default_limit)
             if n > limit:
@@ -217,7 +220,8 @@ class IdentityGraph:
             self.owner[iid] = survivor
             survivor.members.append(iid)
             moved.add(iid)
-        survivor.counts.update(merged.counts)
+        for id_type, n in merged.counts.items():
+            survivor.counts[id_type] = survivor.counts.get(id_type, 0) + n
         merged.members.clear()
         merged.counts.clear()
         del self.profiles[merged.pid]
