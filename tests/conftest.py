@@ -219,3 +219,28 @@ def profile_of(ws: Workspace, id_type: str, value: str) -> str | None:
     row = ws.engine.fetchone("SELECT profile_id FROM identifiers WHERE id_type = $t "
                              "AND id_value = $v", {"t": id_type, "v": value})
     return row[0] if row else None
+
+
+class Cli:
+    """Runs `klantbeeld …` in-process against one workspace (data dir + database URL)."""
+
+    def __init__(self, home, database_url):
+        from click.testing import CliRunner
+
+        self.home, self.database_url = home, database_url
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, code: int = 0):
+        from klantbeeld.cli import main
+
+        result = self.runner.invoke(main, [*args, "--data-dir", str(self.home),
+                                           "--database", self.database_url])
+        assert result.exit_code == code, (args, result.output, result.exception)
+        if code == 0:
+            assert result.exception is None or isinstance(result.exception, SystemExit)
+        return result
+
+    def json(self, *args: str):
+        import json
+
+        return json.loads(self(*args, "--json").stdout)

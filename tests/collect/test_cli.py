@@ -10,6 +10,7 @@ from datetime import datetime
 
 import pytest
 from click.testing import CliRunner
+from conftest import Cli as BaseCli
 from conftest import CollectApi
 from fastapi.testclient import TestClient
 
@@ -22,23 +23,8 @@ PLAN = {"mode": "block", "events": {"Order Completed": {
     "type": "object", "required": ["revenue"], "properties": {"revenue": {"type": "number"}}}}}
 
 
-class Cli:
-    """Runs `klantbeeld …` in-process against one workspace (data dir + database URL)."""
-
-    def __init__(self, home, database_url):
-        self.home, self.database_url = home, database_url
-        self.runner = CliRunner()
-
-    def __call__(self, *args: str, code: int = 0):
-        result = self.runner.invoke(main, [*args, "--data-dir", str(self.home),
-                                           "--database", self.database_url])
-        assert result.exit_code == code, (args, result.output, result.exception)
-        if code == 0:
-            assert result.exception is None or isinstance(result.exception, SystemExit)
-        return result
-
-    def json(self, *args: str):
-        return json.loads(self(*args, "--json").stdout)
+class Cli(BaseCli):
+    """The shared in-process runner, plus sending through the API first."""
 
     def send(self, path: str, body: dict, key: str, times: int = 1):
         """Post through the API, as a running server would take it, then let go of the store.

@@ -3,16 +3,14 @@ as the API gives, a readable form for people, paging hints, and exit code 1 with
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
-from click.testing import CliRunner
+from conftest import Cli as BaseCli
 from conftest import CollectApi
 from fastapi.testclient import TestClient
 
 from klantbeeld.app import create_app
-from klantbeeld.cli import main
 from klantbeeld.settings import load_settings
 from klantbeeld.workspace import Workspace
 
@@ -43,23 +41,8 @@ OTHERS = [
 ]
 
 
-class Cli:
+class Cli(BaseCli):
     """`klantbeeld …` in-process against one workspace; the API over the same store for comparison."""
-
-    def __init__(self, home, database_url):
-        self.home, self.database_url = home, database_url
-        self.runner = CliRunner()
-
-    def __call__(self, *args: str, code: int = 0):
-        result = self.runner.invoke(main, [*args, "--data-dir", str(self.home),
-                                           "--database", self.database_url])
-        assert result.exit_code == code, (args, result.output, result.exception)
-        if code == 0:
-            assert result.exception is None or isinstance(result.exception, SystemExit)
-        return result
-
-    def json(self, *args: str):
-        return json.loads(self(*args, "--json").stdout)
 
     def seed(self, events: list[tuple[str, dict]]) -> None:
         """Send through the API as a server takes it, resolve, let go of the store."""

@@ -109,15 +109,7 @@ def save_changes(session: Session, graph: IdentityGraph, changes: Changes) -> No
             "WHERE profiles.merged_into = a.merged")
         session.execute("DELETE FROM identity_aliases")
     if changes.decisions:
-        d = changes.decisions
-        session.append("identity_decisions", pa.table({
-            "seq": pa.array([x[0] for x in d], pa.int64()),
-            "decided_at": pa.array([x[1] for x in d], TS),
-            "identifier_id": pa.array([x[2] for x in d], pa.int64()),
-            "id_type": pa.array([x[3] for x in d], pa.string()),
-            "id_value": pa.array([x[4] for x in d], pa.string()),
-            "reason": pa.array([x[5] for x in d], pa.string()),
-        }))
+        session.append("identity_decisions", decisions_table(changes.decisions))
     if changes.links:
         links = changes.links
         session.append("identity_links", pa.table({
@@ -126,6 +118,14 @@ def save_changes(session: Session, graph: IdentityGraph, changes: Changes) -> No
             "kept": pa.array([x[2] for x in links], pa.bool_()),
             "is_primary": pa.array([x[3] for x in links], pa.bool_()),
         }))
+
+
+def decisions_table(decisions: list[tuple]) -> pa.Table:
+    """Rows of ``identity_decisions`` from the graph's (seq, at, iid, type, value, reason)."""
+    columns = zip(*decisions)
+    names = ("seq", "decided_at", "identifier_id", "id_type", "id_value", "reason")
+    types = (pa.int64(), TS, pa.int64(), pa.string(), pa.string(), pa.string())
+    return pa.table({n: pa.array(list(c), t) for n, c, t in zip(names, columns, types)})
 
 
 def set_state(session: Session, name: str, value: int) -> None:

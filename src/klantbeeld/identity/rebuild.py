@@ -30,7 +30,7 @@ from ..store import Engine
 from .graph import IdentityGraph, profile_id_for
 from .identifiers import Identifier
 from .links import Links, read_links
-from .persist import TS, get_state, set_state
+from .persist import TS, decisions_table, get_state, set_state
 from .resolver import Resolver
 
 
@@ -235,14 +235,7 @@ def _write(engine: Engine, links: Links, owner, live, decisions, link_rows) -> N
             "kept": pa.array(link_rows["kept"]), "is_primary": pa.array(link_rows["primary"]),
         }))
         if decisions:
-            tx.append(target["identity_decisions"], pa.table({
-                "seq": pa.array([d[0] for d in decisions], pa.int64()),
-                "decided_at": pa.array([d[1] for d in decisions], TS),
-                "identifier_id": pa.array([d[2] for d in decisions], pa.int64()),
-                "id_type": pa.array([d[3] for d in decisions], pa.string()),
-                "id_value": pa.array([d[4] for d in decisions], pa.string()),
-                "reason": pa.array([d[5] for d in decisions], pa.string()),
-            }))
+            tx.append(target["identity_decisions"], decisions_table(decisions))
         _swap_in(tx, target)
         _keep_old_ids(tx, old, {p[0] for p in live})
         set_state(tx, "resolved_seq", links.max_seq)
