@@ -17,6 +17,7 @@ from typing import Any
 from .collect.sources import CHANNELS, create_key, create_source, list_sources
 from .collect.writer import Ingestor
 from .identity.config import IdentityConfig, load_identity_config
+from .identity.follower import Follower
 from .identity.resolver import Resolver
 from .settings import Settings, load_settings
 from .store import Engine, migrate, open_engine
@@ -49,7 +50,7 @@ class Workspace:
             max_message_bytes=self.settings.max_message_bytes,
         )
         if self.settings.resolve_identities:
-            ingestor.after_commit.append(lambda: self.resolver.catch_up(follow=True))
+            ingestor.after_commit.append(self.follower.poke)
         return ingestor
 
     @cached_property
@@ -59,6 +60,11 @@ class Workspace:
     @cached_property
     def resolver(self) -> Resolver:
         return Resolver(self.engine, self.identity_config)
+
+    @cached_property
+    def follower(self) -> Follower:
+        """The resolver's thread in a server (started by the first commit of the writer thread)."""
+        return Follower(self.resolver)
 
     def resolve(self) -> int:
         """Resolve every stored event not resolved yet to a profile; return how many."""
@@ -88,6 +94,8 @@ class Workspace:
     def close(self) -> None:
         if "ingestor" in self.__dict__:
             self.ingestor.close()
+        if "follower" in self.__dict__:
+            self.follower.stop()
         if "resolver" in self.__dict__:
             self.resolver.close()
         self.engine.close()
