@@ -36,10 +36,6 @@ class Links:
     max_seq: int
     events: int
 
-    def key(self, iid: int) -> Identifier:
-        t = int(self.type_of[iid])
-        return self.types[t], self.values[t][int(iid - self.offsets[t])].as_py()
-
     def keys(self, iids: np.ndarray) -> list[Identifier]:
         """(type, value) of many identifiers at once (one Arrow take per type)."""
         out: list[Identifier | None] = [None] * len(iids)
