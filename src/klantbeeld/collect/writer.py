@@ -35,10 +35,6 @@ from .reasons import describe
 
 log = logging.getLogger(__name__)
 
-# Post-commit steps (identity resolution) run at most this often under load, and this long after
-# the last commit when ingestion pauses.
-AFTER_COMMIT_INTERVAL = 0.05
-
 __all__ = ["Failure", "Ingestor", "Job", "Outcome"]
 
 
@@ -55,8 +51,8 @@ class Ingestor:
         self._queue: queue.Queue[tuple[Job, Future] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._last_expiry = time.monotonic()
-        # Called by the writer thread after each group commit (identity resolution); a failure is
-        # logged and retried after the next commit, never lost: the callbacks follow the store.
+        # Called by the writer thread after each group commit; keep them cheap (identity resolution
+        # only wakes its own thread). A failure is logged, never lost: the callbacks follow the store.
         self.after_commit: list[Callable[[], Any]] = []
 
     # -- the synchronous core ------------------------------------------------------------------
@@ -234,19 +230,9 @@ class Ingestor:
         return self.ingest([job])[0]
 
     def _run(self) -> None:
-        pending = False  # commits whose post-commit steps have not run yet
-        last_steps = 0.0
         while True:
-            try:
-                # Idle: wake up now and then to finish post-commit steps a busy spell deferred.
-                item = self._queue.get(timeout=AFTER_COMMIT_INTERVAL if pending else None)
-            except queue.Empty:
-                last_steps = self._after_commit()
-                pending = False
-                continue
+            item = self._queue.get()
             if item is None:
-                if pending:
-                    self._after_commit()
                 return
             group = [item]
             rows = len(item[0].prepared)
@@ -262,12 +248,7 @@ class Ingestor:
                 group.append(nxt)
                 rows += len(nxt[0].prepared)
             self._commit_group(group)
-            pending = True
-            # Under load, run the post-commit steps once per interval, not after every commit: each
-            # run then covers several commits, and ingestion keeps most of the thread.
-            if time.monotonic() - last_steps >= AFTER_COMMIT_INTERVAL or stop:
-                last_steps = self._after_commit()
-                pending = False
+            self._after_commit()
             if time.monotonic() - self._last_expiry > 300:
                 self._last_expiry = time.monotonic()
                 try:
@@ -277,13 +258,12 @@ class Ingestor:
             if stop:
                 return
 
-    def _after_commit(self) -> float:
+    def _after_commit(self) -> None:
         for callback in self.after_commit:
             try:
                 callback()
             except Exception:
                 log.exception("a post-commit step failed; it resumes after the next commit")
-        return time.monotonic()
 
     def _commit_group(self, group: list[tuple[Job, Future]]) -> None:
         try:
