@@ -125,3 +125,30 @@ def test_manual_merge_follows_the_limits_and_keeps_history(workspace, tmp_path):
     rebuild(ws.engine, ws.resolver)
     assert snapshot(ws)["identifiers"] == before["identifiers"]
     assert ws.engine.fetchone("SELECT count(*) FROM audit_log WHERE action = 'identity.merge'")[0] == 2
+
+
+def test_on_postgres_one_process_resolves_for_all(pg_database, tmp_path):
+    """Two server processes on one database: the one holding the resolver role resolves the
+    other's events; when it goes, the other takes over."""
+    from conftest import fresh_postgres_url
+
+    url = fresh_postgres_url(pg_database)
+    a = Workspace.open(load_settings(home=tmp_path / "a", database_url=url))
+    b = Workspace.open(load_settings(home=tmp_path / "b", database_url=url))
+    try:
+        a.init(["web"])
+        b.settings.resolve_identities = False          # b stores; resolution is a's job
+        assert a.resolver.catch_up(follow=True) == 0   # a takes the resolver role
+        feed(b, [msg(1, "identify", userId="U1", anonymousId="c-1")], tmp_path)
+        assert b.resolver.catch_up(follow=True) == 0   # b is a follower: leaves it to a
+        assert profile_of(b, "user_id", "U1") is None
+        assert a.resolver.catch_up(follow=True) == 1
+        assert profile_of(b, "user_id", "U1") == profile_of(b, "anonymous_id", "c-1")
+        a.close()
+        b.resolver._next_try = 0                       # skip the wait between attempts
+        feed(b, [msg(2, "identify", userId="U2", anonymousId="c-2")], tmp_path)
+        assert b.resolver.catch_up(follow=True) == 1   # the role passed to b
+        assert profile_of(b, "user_id", "U2") is not None
+    finally:
+        a.close()
+        b.close()

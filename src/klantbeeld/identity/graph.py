@@ -49,15 +49,14 @@ class Changes:
 
     identifiers: list[tuple] = field(default_factory=list)   # (iid, type, value, first_seen)
     profiles: list[tuple] = field(default_factory=list)      # (pid, created_at, created_seq, origin)
-    moves: list[tuple] = field(default_factory=list)         # (iid, pid|None) single moves
     merges: list[tuple] = field(default_factory=list)        # (survivor, merged, at, seq, reason)
     decisions: list[tuple] = field(default_factory=list)     # (seq, at, iid, type, value, reason)
     links: list[tuple] = field(default_factory=list)         # (seq, iid, kept, primary)
-    moved_by_merge: set[int] = field(default_factory=set)    # iids whose profile a merge changed
+    moved: set[int] = field(default_factory=set)             # iids whose profile changed
 
     def __bool__(self) -> bool:
-        return any((self.identifiers, self.profiles, self.moves, self.merges, self.decisions,
-                    self.links, self.moved_by_merge))
+        return any((self.identifiers, self.profiles, self.merges, self.decisions, self.links,
+                    self.moved))
 
 
 class IdentityGraph:
@@ -202,7 +201,7 @@ class IdentityGraph:
                 self._merge(target, other, seq, at, why)
         for iid in new:
             self.assign(iid, target)
-            changes.moves.append((iid, target.pid))
+            changes.moved.add(iid)
         return target.pid
 
     def _create(self, ident: Identifier, iid: int, seq: int, at: datetime) -> Profile:
@@ -215,7 +214,7 @@ class IdentityGraph:
 
     def _merge(self, survivor: Profile, merged: Profile, seq: int, at: datetime,
                reason: str) -> None:
-        moved = self.changes.moved_by_merge
+        moved = self.changes.moved
         for iid in merged.members:
             self.owner[iid] = survivor
             survivor.members.append(iid)

@@ -73,8 +73,7 @@ def save_changes(session: Session, graph: IdentityGraph, changes: Changes) -> No
                                     for c in changes.identifiers], pa.string()),
             "first_seen": pa.array([c[3] for c in changes.identifiers], TS),
         }))
-    moved = {iid for iid, _ in changes.moves if iid not in new_ids}
-    moved.update(changes.moved_by_merge - new_ids)
+    moved = changes.moved - new_ids  # new identifiers were written with their final profile
     if moved:
         ordered = sorted(moved)
         session.append("identity_moves", pa.table({

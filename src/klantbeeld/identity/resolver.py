@@ -119,9 +119,6 @@ class Resolver:
 
     def high_watermark(self) -> int | None:
         """PostgreSQL: the largest seq below which every event is committed; None on DuckDB."""
-        return self._high_watermark()
-
-    def _high_watermark(self) -> int | None:
         if self.engine.name != "postgres":
             return None
         with self.engine.transaction() as tx:
@@ -141,7 +138,7 @@ class Resolver:
                     tx.execute("SELECT pg_advisory_xact_lock($k)", {"k": _RESOLVER_LOCK})
                     # Only the process holding the lock waits for in-flight inserts; each
                     # statement of this transaction sees what committed before it (READ COMMITTED).
-                    high = self._high_watermark()
+                    high = self.high_watermark()
                 state = dict(tx.fetchall("SELECT name, value FROM identity_state"))
                 watermark = state["resolved_seq"]
                 if high is None:
