@@ -1,0 +1,1 @@
+"""Privacy: consent, data-subject requests, suppression, retention, audit, hashing."""
