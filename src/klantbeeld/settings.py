@@ -50,6 +50,18 @@ class Settings(BaseSettings):
         "Off: only `klantbeeld identity resolve` or `identity rebuild` resolve.",
     )
 
+    segments_config: Path | None = Field(
+        None, description="Computed traits, declared segments and lifecycle thresholds (YAML). "
+        "Default: segments.yaml in the data directory, if present.",
+    )
+    segment_refresh_minutes: float = Field(
+        60.0, ge=0, description="How often the server recomputes time-windowed traits and every "
+        "segment (time moves people in and out). 0: never on a schedule.",
+    )
+
+    def segments_config_path(self) -> Path:
+        return self.segments_config or self.home / "segments.yaml"
+
     def identity_config_path(self) -> Path:
         return self.identity_config or self.home / "identity.yaml"
 

@@ -19,6 +19,7 @@ from .collect.writer import Ingestor
 from .identity.config import IdentityConfig, load_identity_config
 from .identity.follower import Follower
 from .identity.resolver import Resolver
+from .segments.service import Segments
 from .settings import Settings, load_settings
 from .store import Engine, migrate, open_engine
 
@@ -64,11 +65,27 @@ class Workspace:
     @cached_property
     def follower(self) -> Follower:
         """The resolver's thread in a server (started by the first commit of the writer thread)."""
-        return Follower(self.resolver)
+        return Follower(self.resolver, after=self.update_segments)
+
+    @cached_property
+    def segments(self) -> Segments:
+        """Computed traits and segments (``ws.segments.traits`` holds the trait definitions)."""
+        segments = Segments(self)
+        segments.sync()
+        return segments
 
     def resolve(self) -> int:
-        """Resolve every stored event not resolved yet to a profile; return how many."""
-        return self.resolver.catch_up()
+        """Resolve every stored event not resolved yet to a profile, then bring traits and
+        segment memberships up to date; return how many events were resolved."""
+        done = self.resolver.catch_up()
+        self.update_segments()
+        return done
+
+    def update_segments(self) -> dict[str, Any]:
+        """Recompute the traits and memberships of the profiles resolved since the last call."""
+        from .segments.realtime import catch_up
+
+        return catch_up(self.segments)
 
     def init(self, channels: list[str]) -> dict[str, Any]:
         """Make the admin key and one source per channel asked for (named after the channel).

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Callable
 
 from .resolver import Resolver
 
@@ -17,8 +18,9 @@ log = logging.getLogger(__name__)
 
 
 class Follower:
-    def __init__(self, resolver: Resolver) -> None:
+    def __init__(self, resolver: Resolver, after: Callable[[], object] | None = None) -> None:
         self.resolver = resolver
+        self.after = after   # what follows resolution (traits and segment memberships)
         self._wake = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -39,9 +41,11 @@ class Follower:
             self._wake.wait()
             self._wake.clear()
             try:
-                self.resolver.catch_up(follow=True)
+                if self.resolver.catch_up(follow=True) and self.after is not None:
+                    self.after()
             except Exception:  # the events are stored; the next run picks them up
-                log.exception("resolving identities failed; retrying after the next commit")
+                log.exception("resolving identities or updating segments failed; retrying "
+                              "after the next commit")
             if self._stopping:
                 return
 

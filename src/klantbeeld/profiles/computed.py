@@ -1,0 +1,184 @@
+"""Computed traits: per-profile values computed from events, set-based, for all or some profiles.
+
+A definition (docs/segments.md) compiles to one ``SELECT profile_id, value, num, txt, ts, is_list``
+over the events of live profiles; a refresh replaces the trait's rows in ``profile_traits`` —
+for every profile, or only for the profiles in ``profile_scope`` (the real-time path).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+
+from ..segments.tree import EVENT_TYPES, TreeError, property_filters
+from ..store import Session
+from .conditions import SCOPE, Binder, Columns, profile_events, property_columns, text_columns
+
+KINDS = ("count", "sum", "avg", "min", "max", "first", "last", "most_frequent", "unique_list",
+         "unique_count", "sql")
+NEEDS_PROPERTY = ("sum", "avg", "min", "max", "most_frequent", "unique_list", "unique_count")
+COUNTERS = ("count", "unique_count")   # 0 when nothing matched
+NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
+COLUMNS = "profile_id, name, kind, value, num, txt, ts, is_list, computed_at"
+
+
+class InvalidDefinition(ValueError):
+    def __init__(self, errors: list[TreeError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(str(e) for e in errors))
+
+
+def validate(definition: Any) -> list[TreeError]:
+    errors: list[TreeError] = []
+    err = lambda p, m: errors.append(TreeError(p, m))  # noqa: E731
+    if not isinstance(definition, dict):
+        return [TreeError("", "a computed trait must be a JSON object")]
+    allowed = {"name", "kind", "event", "type", "property", "where", "window_days", "sql",
+               "description"}
+    for key in definition:
+        if key not in allowed:
+            err(f"/{key}", "unknown key; expected " + ", ".join(sorted(allowed)))
+    name, kind = definition.get("name"), definition.get("kind")
+    if not isinstance(name, str) or not NAME.match(name):
+        err("/name", "must start with a letter and hold only letters, digits, _ . - "
+            "(at most 100)")
+    if kind not in KINDS:
+        err("/kind", "must be one of " + ", ".join(KINDS))
+        return errors
+    if kind == "sql":
+        _check_sql(definition.get("sql"), errors)
+        return errors
+    if "sql" in definition:
+        err("/sql", "only kind sql takes sql")
+    event = definition.get("event")
+    if event is not None and (not isinstance(event, str) or not event.strip()):
+        err("/event", "must be an event name")
+    if definition.get("type", "track") not in EVENT_TYPES:
+        err("/type", "must be one of " + ", ".join(EVENT_TYPES))
+    if event is None and "type" not in definition:
+        err("/event", "give an event name, or a type to use every event of that type")
+    prop = definition.get("property")
+    if prop is not None and (not isinstance(prop, str) or not prop
+                             or any(not p for p in prop.split("."))):
+        err("/property", "must be a property path like revenue or product.category")
+    if kind in NEEDS_PROPERTY and prop is None:
+        err("/property", f"{kind} needs a property")
+    if kind == "count" and prop is not None:
+        err("/property", "count counts events; drop property (or use unique_count)")
+    if "where" in definition:
+        property_filters(definition["where"], "/where", errors)
+    window = definition.get("window_days")
+    if window is not None and (not isinstance(window, int) or isinstance(window, bool)
+                               or not 1 <= window <= 36_500):
+        err("/window_days", "must be a whole number of days (1–36500)")
+    return errors
+
+
+def _check_sql(sql: Any, errors: list[TreeError]) -> None:
+    if not isinstance(sql, str) or not sql.strip():
+        errors.append(TreeError("/sql", "kind sql needs a query"))
+        return
+    try:
+        parsed = [p for p in sqlglot.parse(sql, read="duckdb") if p is not None]
+    except sqlglot.errors.ParseError as exc:
+        errors.append(TreeError("/sql", f"does not parse: {str(exc).splitlines()[0]}"))
+        return
+    if len(parsed) != 1 or not isinstance(parsed[0], exp.Query):
+        errors.append(TreeError("/sql", "must be exactly one SELECT"))
+        return
+    names = parsed[0].named_selects
+    if "profile_id" not in names or "value" not in names:
+        errors.append(TreeError("/sql", "must return the columns profile_id and value"))
+    if any(isinstance(n, (exp.Insert, exp.Update, exp.Delete, exp.Drop, exp.Create))
+           for n in parsed[0].walk()):
+        errors.append(TreeError("/sql", "may only read"))
+
+
+def check(definition: Any) -> dict:
+    errors = validate(definition)
+    if errors:
+        raise InvalidDefinition(errors)
+    return definition
+
+
+def select_sql(d: dict, bind: Binder, now: datetime, scoped: bool) -> str:
+    """``SELECT profile_id, value, num, txt, ts, is_list`` of this trait for live profiles."""
+    kind = d["kind"]
+    if kind == "sql":
+        scope = f" WHERE q.profile_id IN {SCOPE}" if scoped else ""
+        return _typed(f"SELECT q.profile_id, CAST(q.value AS VARCHAR) AS t FROM ({d['sql']}) q"
+                      f"{scope}")
+    spec = dict(d)
+    if d.get("property"):
+        cols = property_columns(d["property"])
+        need = cols.num if kind in ("sum", "avg", "min", "max") else cols.txt
+        spec["where"] = list(d.get("where") or ())
+        inner_extra = f" AND {need} IS NOT NULL"
+    else:
+        cols, inner_extra = None, ""
+
+    def events(columns: str) -> str:
+        return profile_events(spec, bind, now, scoped, columns) + inner_extra
+
+    if kind in ("count", "unique_count", "sum", "avg", "min", "max"):
+        agg = {"count": "count(*)", "unique_count": f"count(DISTINCT {cols.txt if cols else ''})",
+               "sum": f"sum({cols.num if cols else ''})", "avg": f"avg({cols.num if cols else ''})",
+               "min": f"min({cols.num if cols else ''})",
+               "max": f"max({cols.num if cols else ''})"}[kind]
+        return (f"SELECT profile_id, NULL AS value, n AS num, NULL AS txt, "
+                f"CAST(NULL AS TIMESTAMPTZ) AS ts, FALSE AS is_list FROM ("
+                f"{events(f'ep.profile_id, CAST({agg} AS DOUBLE) AS n')} "
+                f"GROUP BY ep.profile_id) a")
+    if kind in ("first", "last"):
+        order = 'e."timestamp", e.seq' if kind == "first" else 'e."timestamp" DESC, e.seq DESC'
+        if cols is None:
+            ranked = events(f'ep.profile_id, e."timestamp" AS first_at, '
+                            f"ROW_NUMBER() OVER (PARTITION BY ep.profile_id ORDER BY {order}) AS rn")
+            return (f"SELECT profile_id, NULL AS value, CAST(NULL AS DOUBLE) AS num, "
+                    f"NULL AS txt, first_at AS ts, FALSE AS is_list FROM ({ranked}) r WHERE rn = 1")
+        ranked = events(f"ep.profile_id, {cols.txt} AS t, "
+                        f"ROW_NUMBER() OVER (PARTITION BY ep.profile_id ORDER BY {order}) AS rn")
+        return _typed(f"SELECT profile_id, t FROM ({ranked}) r WHERE rn = 1")
+    if kind == "most_frequent":
+        counted = events(f"ep.profile_id, {cols.txt} AS t, count(*) AS c") + \
+            f" GROUP BY ep.profile_id, {cols.txt}"
+        ranked = (f"SELECT profile_id, t, ROW_NUMBER() OVER (PARTITION BY profile_id "
+                  f"ORDER BY c DESC, t) AS rn FROM ({counted}) c")
+        return _typed(f"SELECT profile_id, t FROM ({ranked}) r WHERE rn = 1")
+    if kind == "unique_list":
+        listed = events(f"ep.profile_id, CAST(to_json(list(DISTINCT {cols.txt} ORDER BY "
+                        f"{cols.txt})) AS VARCHAR) AS t") + " GROUP BY ep.profile_id"
+        return (f"SELECT profile_id, t AS value, CAST(NULL AS DOUBLE) AS num, t AS txt, "
+                f"CAST(NULL AS TIMESTAMPTZ) AS ts, TRUE AS is_list FROM ({listed}) u")
+    raise ValueError(f"unknown kind {kind!r}")
+
+
+def _typed(query: str) -> str:
+    """Type the text column ``t`` of ``query`` (profile_id, t) as a trait row."""
+    c = text_columns("t")
+    return (f"SELECT profile_id, NULL AS value, {c.num} AS num, t AS txt, {c.ts} AS ts, "
+            f"{c.is_list} AS is_list FROM ({query}) v WHERE t IS NOT NULL")
+
+
+def refresh(s: Session, definition: dict, now: datetime, scoped: bool) -> None:
+    """Replace this trait's values, for every profile or for those in ``profile_scope``."""
+    bind = Binder()
+    select = select_sql(definition, bind, now, scoped)
+    scope = f" AND profile_id IN {SCOPE}" if scoped else ""
+    s.execute(f"DELETE FROM profile_traits WHERE kind = 'computed' AND name = $name{scope}",
+              {"name": definition["name"]})
+    s.execute(f"INSERT INTO profile_traits ({COLUMNS}) SELECT profile_id, $name, 'computed', "
+              f"CAST(value AS JSON), num, txt, ts, is_list, $now FROM ({select}) x",
+              {**bind.params, "name": definition["name"], "now": now})
+
+
+def default_of(definition: dict | None) -> Any:
+    """The value a profile without rows has for this trait: 0 for counters, else absent."""
+    return 0 if definition and definition.get("kind") in COUNTERS else None
+
+
+__all__ = ["Columns", "check", "default_of", "refresh", "select_sql", "validate"]

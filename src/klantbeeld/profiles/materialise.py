@@ -1,0 +1,72 @@
+"""Sent traits into ``profile_traits``: the merged value of each trait, typed for segment SQL.
+
+The merge itself (rules, provenance, conflicts) is :mod:`klantbeeld.profiles.traits`; this module
+stores its outcome per profile so that segments compare traits in SQL instead of re-merging.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Iterator
+
+import orjson
+import pyarrow as pa
+
+from ..identity.config import IdentityConfig
+from ..segments.tree import parse_instant
+from ..store import Session
+from ..store.dialect import in_list
+from .conditions import INSTANT, NUMERIC
+from .reads import identities_and_seqs, merged_traits
+
+_NUMERIC = re.compile(NUMERIC)
+_INSTANT = re.compile(INSTANT)
+CHUNK = 500
+
+
+def typed(value: Any) -> tuple[str | None, float | None, str | None, datetime | None, bool]:
+    """(value as JSON, num, txt, ts, is_list) — the same reading SQL gives a property's text."""
+    if isinstance(value, bool):
+        return orjson.dumps(value).decode(), None, "true" if value else "false", None, False
+    if isinstance(value, (int, float)):
+        return orjson.dumps(value).decode(), float(value), None, None, False
+    if isinstance(value, str):
+        num = float(value) if _NUMERIC.match(value) else None
+        ts = parse_instant(value) if _INSTANT.match(value) else None
+        return orjson.dumps(value).decode(), num, value, ts, value.startswith("[")
+    text = orjson.dumps(value).decode()
+    return text, None, text, None, isinstance(value, list)
+
+
+def materialise(s: Session, config: IdentityConfig, pids: list[str], now: datetime) -> int:
+    """Re-store the merged sent traits of these profiles; returns the rows written."""
+    written = 0
+    for chunk in _chunks(pids):
+        _, seqs, index = identities_and_seqs(s, chunk)
+        merged = merged_traits(s, config, seqs, index)
+        where, params = in_list(chunk, "p")
+        s.execute(f"DELETE FROM profile_traits WHERE kind = 'trait' AND profile_id IN {where}",
+                  params)
+        rows = [(pid, name, *typed(t["value"])) for pid, traits in merged.items()
+                for name, t in traits.items()]
+        if rows:
+            cols = list(zip(*rows))
+            s.append("profile_traits", pa.table({
+                "profile_id": pa.array(cols[0], pa.string()),
+                "name": pa.array(cols[1], pa.string()),
+                "kind": pa.array(["trait"] * len(rows), pa.string()),
+                "value": pa.array(cols[2], pa.string()),
+                "num": pa.array(cols[3], pa.float64()),
+                "txt": pa.array(cols[4], pa.string()),
+                "ts": pa.array(cols[5], pa.timestamp("us", tz="UTC")),
+                "is_list": pa.array(cols[6], pa.bool_()),
+                "computed_at": pa.array([now] * len(rows), pa.timestamp("us", tz="UTC")),
+            }))
+            written += len(rows)
+    return written
+
+
+def _chunks(pids: list[str]) -> Iterator[list[str]]:
+    for i in range(0, len(pids), CHUNK):
+        yield pids[i:i + CHUNK]

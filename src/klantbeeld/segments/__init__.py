@@ -1,0 +1,1 @@
+"""Segments: condition trees compiled to SQL, real-time membership, overlap, exports."""

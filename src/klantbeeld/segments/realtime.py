@@ -1,0 +1,91 @@
+"""Keeping traits and memberships current as events are resolved to profiles.
+
+After the resolver has resolved events up to seq ``hi``, the profiles those events touched — and
+both sides of any merge among them — are put in ``profile_scope``; their sent traits are merged
+again, their computed traits recomputed, and every segment re-evaluated for them alone. A
+merged-away profile is no longer live, so it leaves every segment and loses its trait rows.
+
+When the identity graph was rebuilt or corrected (its version changed), or the backlog is large
+(a bulk import), one full refresh is cheaper than scoping, and that is what runs.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from ..identity.persist import get_state, set_state
+from ..profiles.materialise import materialise
+from ..store import Session
+from ..store.dialect import in_list
+
+if TYPE_CHECKING:
+    from .service import Segments
+
+FULL_REFRESH_EVENTS = 200_000   # a backlog this long is refreshed in full
+
+
+def catch_up(segments: "Segments", now: datetime | None = None) -> dict[str, Any]:
+    now = now or datetime.now(timezone.utc)
+    started = time.perf_counter()
+    ws = segments.ws
+    with segments.writing() as s:
+        lo, hi = get_state(s, "segments_seq"), get_state(s, "resolved_seq")
+        version, seen = get_state(s, "version"), get_state(s, "segments_version")
+        if hi <= lo and version == seen:
+            return {"mode": "idle", "profiles": 0}
+        if version != seen or hi - lo > FULL_REFRESH_EVENTS:
+            profiles = [r[0] for r in s.fetchall(
+                "SELECT profile_id FROM profiles WHERE merged_into IS NULL")]
+            s.execute("DELETE FROM profile_traits WHERE kind = 'trait'")
+            materialise(s, ws.identity_config, profiles, now)
+            segments.traits.refresh(s, now=now)
+            compiler = segments._compiler(s, now)
+            for sid in compiler_ids(s):
+                segments._compute(s, sid, now, compiler=compiler)
+            mode, count = "full", len(profiles)
+        else:
+            touched = touched_profiles(s, lo, hi)
+            _scope(s, touched)
+            materialise(s, ws.identity_config, touched, now)
+            segments.traits.refresh(s, scoped=True, now=now)
+            compiler = segments._compiler(s, now, scoped=True)
+            for sid in compiler_ids(s):
+                segments._compute(s, sid, now, scoped=True, compiler=compiler)
+            s.execute("DELETE FROM profile_scope")
+            mode, count = "scoped", len(touched)
+        set_state(s, "segments_seq", hi)
+        set_state(s, "segments_version", version)
+    return {"mode": mode, "profiles": count, "through_seq": hi,
+            "took_s": round(time.perf_counter() - started, 3)}
+
+
+def compiler_ids(s: Session) -> list[str]:
+    return [r[0] for r in s.fetchall("SELECT segment_id FROM segments ORDER BY segment_id")]
+
+
+def touched_profiles(s: Session, lo: int, hi: int) -> list[str]:
+    """Profiles whose events have seq in (lo, hi], and both sides of merges made there."""
+    iids = [r[0] for r in s.fetchall(
+        "SELECT DISTINCT identifier_id FROM identity_links WHERE seq > $lo AND seq <= $hi",
+        {"lo": lo, "hi": hi})]
+    found: set[str] = set()
+    for i in range(0, len(iids), 1024):
+        where, params = in_list(iids[i:i + 1024], "i")
+        found.update(r[0] for r in s.fetchall(
+            f"SELECT profile_id FROM identifiers WHERE identifier_id IN {where} "
+            "AND profile_id IS NOT NULL", params))
+    for survivor, merged in s.fetchall(
+            "SELECT survivor, merged FROM profile_merges WHERE seq > $lo AND seq <= $hi",
+            {"lo": lo, "hi": hi}):
+        found.update((survivor, merged))
+    return sorted(found)
+
+
+def _scope(s: Session, pids: list[str]) -> None:
+    s.execute("DELETE FROM profile_scope")
+    if pids:
+        s.append("profile_scope", pa.table({"profile_id": pa.array(pids, pa.string())}))
