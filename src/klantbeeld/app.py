@@ -22,6 +22,8 @@ from .collect.workers import IngestPool
 from .http import ApiError, error_response, json_response
 from .identity.api import router as identity_router
 from .profiles.api import router as profiles_router
+from .segments.api import router as segments_router
+from .schedule import Periodic
 from .settings import Settings, load_settings
 from .workspace import Workspace
 
@@ -50,9 +52,13 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
             app.state.ingest_pool = IngestPool(ws.settings.ingest_processes)
             await app.state.ingest_pool.start()
         ws.ingestor.start()
+        ws.segments  # built-in and declared traits and segments, in line with segments.yaml
+        refresher = Periodic("segment-refresh", ws.settings.segment_refresh_minutes * 60,
+                             ws.segments.refresh).start()
         try:
             yield
         finally:
+            refresher.stop()
             ws.ingestor.stop()
             if app.state.ingest_pool is not None:
                 app.state.ingest_pool.close()
@@ -64,13 +70,13 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
         title="Klantbeeld",
         version=__version__,
         description="Customer Data Platform: collection (Segment-compatible), sources, failed events, "
-        "identity resolution and unified profiles.",
+        "identity resolution, unified profiles, computed traits and segments.",
         lifespan=lifespan,
     )
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
+        return error_response(exc.status, exc.code, exc.message, exc.headers, exc.errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
@@ -91,4 +97,5 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
     app.include_router(collect_admin_router)
     app.include_router(profiles_router)
     app.include_router(identity_router)
+    app.include_router(segments_router)
     return app

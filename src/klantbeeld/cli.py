@@ -12,6 +12,7 @@ from .collect.sources import CHANNELS
 from .demo.cli import demo_command, demo_data
 from .identity.cli import eval_group, identity_group
 from .profiles.cli import profile_group
+from .segments.cli import segments_group, traits_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -88,6 +89,8 @@ main.add_command(sources_group)
 main.add_command(status_command)
 main.add_command(failed_group)
 main.add_command(import_command)
+main.add_command(segments_group)
+main.add_command(traits_group)
 main.add_command(demo_data)
 main.add_command(demo_command)
 main.add_command(identity_group)

@@ -21,9 +21,11 @@ from .collect.sources import KeyRing, Principal
 class ApiError(Exception):
     """An error answered as ``{"code": ..., "message": ...}`` with an HTTP status."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                 errors: list[dict[str, str]] | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers
+        self.errors = errors   # per-field problems, e.g. [{"path": "/and/1", "message": …}]
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -32,8 +34,12 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def error_response(status: int, code: str, message: str,
-                   headers: dict[str, str] | None = None) -> Response:
-    return json_response({"code": code, "message": message}, status, headers)
+                   headers: dict[str, str] | None = None,
+                   errors: list[dict[str, str]] | None = None) -> Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if errors:
+        body["errors"] = errors
+    return json_response(body, status, headers)
 
 
 def key_from_headers(request: Request) -> str | None:

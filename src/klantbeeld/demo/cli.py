@@ -78,6 +78,7 @@ def demo_command(customers, seed, out_dir, fresh, url, home, database_url, as_js
                f"(upper bound for these records {ident['recall_upper_bound']:.4f}); "
                f"probabilistic matches merged {summary['matching'].get('merged', 0)}, "
                f"queued for review {summary['matching'].get('queued', 0)}")
+    click.echo("\nSegments: " + ", ".join(f"{s['id']} {s['size']:,}" for s in summary["segments"]))
     click.echo(f"\nDemo loaded in {summary['seconds']} s. Workspace: {summary['workspace']}")
     click.echo(f"API (once served): {url}   interactive docs: {url}/docs")
     click.echo(f"admin key:  {summary['admin_key']}")

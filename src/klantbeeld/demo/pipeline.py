@@ -64,12 +64,16 @@ def run_demo(settings: Settings, out: Path, customers: int = 2000, seed: int = 4
         say("matching profiles that share no identifier (probabilistic)")
         matching = run_matching(ws, actor="demo")
         identity = evaluate(ws.engine, read_truth(out / manifest["ground_truth"]))
+        say("computing traits and segments")
+        ws.update_segments()
+        segments = [{"id": s["id"], "name": s["name"], "size": s["size"]}
+                    for s in ws.segments.list()]
         sample = ws.engine.fetchone(
             "SELECT i.id_type || ':' || i.id_value FROM identifiers i WHERE i.id_type = 'email' "
             "AND i.profile_id IN (SELECT profile_id FROM identifiers WHERE id_type = 'user_id') "
             "ORDER BY i.identifier_id LIMIT 1")
     summary = {"admin_key": init["admin_key"], "write_keys": keys, "imports": imports,
-               "matching": matching, "identity": identity,
+               "matching": matching, "identity": identity, "segments": segments,
                "sample_profile": sample[0] if sample else None,
                "data": str(out), "workspace": str(settings.home),
                "seconds": round(time.perf_counter() - started, 1)}
@@ -78,11 +82,13 @@ def run_demo(settings: Settings, out: Path, customers: int = 2000, seed: int = 4
 
 
 def _install_identity_rules(settings: Settings) -> None:
-    """Give the demo workspace the demo retailer's identity rules, unless it has its own."""
-    target = settings.identity_config_path()
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text((Path(__file__).parent / "identity.yaml").read_text())
+    """Give the demo workspace the demo retailer's identity rules and segments, unless it has
+    its own."""
+    for target, name in ((settings.identity_config_path(), "identity.yaml"),
+                         (settings.segments_config_path(), "segments.yaml")):
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text((Path(__file__).parent / name).read_text())
 
 
 def _remove_embedded_store(settings: Settings) -> None:

@@ -73,7 +73,9 @@ def merge(body: MergeBody, request: Request, who: Principal = Depends(admin)):
 def rebuild_all(request: Request):
     """Recompute every profile from the event history and the rules."""
     ws = request.app.state.workspace
-    return json_response(rebuild(ws.engine, ws.resolver))
+    figures = rebuild(ws.engine, ws.resolver)
+    ws.update_segments()
+    return json_response(figures)
 
 
 @router.post("/v1/identity/match", operation_id="match_profiles")

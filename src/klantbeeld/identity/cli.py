@@ -57,7 +57,10 @@ def identity_rebuild(quiet, home, database_url, as_json) -> None:
     """Recompute every profile from the event history and the rules."""
     say = (lambda m: None) if quiet or as_json else (lambda m: click.echo(m, err=True))
     with open_workspace(home, database_url) as ws:
-        _show(rebuild(ws.engine, ws.resolver, say), as_json)
+        figures = rebuild(ws.engine, ws.resolver, say)
+        say("updating traits and segment memberships")
+        ws.update_segments()
+        _show(figures, as_json)
 
 
 @identity_group.command("block")

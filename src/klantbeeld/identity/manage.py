@@ -63,6 +63,7 @@ def block_value(ws: "Workspace", ref: str, actor: str, reason: str | None = None
             audit(tx, actor, "identity.block", f"{ident[0]}:{ident[1]}",
                   orjson.dumps({"reason": reason}).decode(), now)
         figures = rebuild(ws.engine, ws.resolver)
+    ws.update_segments()
     return {"blocked": f"{ident[0]}:{ident[1]}", "rebuild": figures}
 
 
@@ -88,6 +89,7 @@ def split_identifier(ws: "Workspace", ref: str, actor: str,
                   orjson.dumps({"identifier": f"{ident[0]}:{ident[1]}", "separated_from":
                                 len(others), "reason": reason}).decode(), now)
         figures = rebuild(ws.engine, ws.resolver)
+    ws.update_segments()
     new = ws.engine.fetchone("SELECT profile_id FROM identifiers WHERE id_type = $t "
                              "AND id_value = $v", {"t": ident[0], "v": ident[1]})
     return {"split": f"{ident[0]}:{ident[1]}", "from_profile": row[0],
@@ -121,6 +123,7 @@ def merge_profiles(ws: "Workspace", ref_a: str, ref_b: str, actor: str,
                 raise
             audit(tx, actor, "identity.merge", pid,
                   orjson.dumps({"profiles": sorted(before), "reason": reason}).decode(), now)
+    ws.update_segments()
     refused = [d[5] for d in changes.decisions]
     return {"profile_id": pid, "merged": len(before) > 1 and not refused,
             "profiles": sorted(before), "refused": refused}

@@ -14,7 +14,7 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from ..segments.tree import EVENT_TYPES, TreeError, property_filters
+from ..segments.tree import EVENT_TYPES, TreeError, event_names, property_filters
 from ..store import Session
 from .conditions import SCOPE, Binder, Columns, profile_events, property_columns, text_columns
 
@@ -55,8 +55,7 @@ def validate(definition: Any) -> list[TreeError]:
     if "sql" in definition:
         err("/sql", "only kind sql takes sql")
     event = definition.get("event")
-    if event is not None and (not isinstance(event, str) or not event.strip()):
-        err("/event", "must be an event name")
+    event_names(event, "/event", errors)
     if definition.get("type", "track") not in EVENT_TYPES:
         err("/type", "must be one of " + ", ".join(EVENT_TYPES))
     if event is None and "type" not in definition:

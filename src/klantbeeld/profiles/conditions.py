@@ -109,11 +109,13 @@ def compare(op: str, value: Any, cols: Columns, bind: Binder, now: datetime) -> 
 def event_filter(spec: dict, bind: Binder, now: datetime, alias: str = "e") -> str:
     """The WHERE conditions selecting events: name, type, property filters, time window.
 
-    ``spec`` holds ``event`` (name or None), ``type``, ``where``, and ``within_days`` /
+    ``spec`` holds ``event`` (a name, a list of names, or None), ``type``, ``where``, and ``within_days`` /
     ``window_days`` or ``between_days``."""
     name = spec.get("event")
     conds = [f"{alias}.type = {bind(spec.get('type') or 'track')}"]
-    if name is not None:
+    if isinstance(name, list):
+        conds.append(f"{alias}.event IN ({', '.join(bind(n) for n in name)})")
+    elif name is not None:
         conds.append(f"{alias}.event = {bind(name)}")
     within = spec.get("within_days", spec.get("window_days"))
     if within is not None:

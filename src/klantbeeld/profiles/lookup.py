@@ -21,6 +21,7 @@ import orjson
 
 from ..identity.identifiers import parse_identifier
 from ..store.dialect import in_list
+from .materialise import display
 from .reads import (event_index, events_where, identities_and_seqs, merged_traits, profile_seqs,
                     source_names)
 
@@ -74,6 +75,14 @@ def get_profile(ws: "Workspace", pid: str) -> dict[str, Any]:
         merges = s.fetch_dicts(
             "SELECT survivor, merged, merged_at, reason FROM profile_merges "
             f"WHERE survivor IN {where} ORDER BY merged_at, merged", params)
+        computed = {r["name"]: {"value": display(r["value"], r["num"], r["txt"], r["ts"]),
+                                "computed_at": _iso(r["computed_at"])} for r in s.fetch_dicts(
+            "SELECT name, value, num, txt, ts, computed_at FROM profile_traits "
+            "WHERE profile_id = $p AND kind = 'computed' ORDER BY name", {"p": pid})}
+        segments = [{"id": r["segment_id"], "entered_at": _iso(r["entered_at"])}
+                    for r in s.fetch_dicts(
+            "SELECT segment_id, entered_at FROM segment_members WHERE profile_id = $p "
+            "ORDER BY segment_id", {"p": pid})]
         where, params = in_list(seqs[pid], "s")
         decisions = s.fetch_dicts(
             "SELECT id_type AS type, id_value AS value, decided_at, reason "
@@ -89,6 +98,8 @@ def get_profile(ws: "Workspace", pid: str) -> dict[str, Any]:
         "last_seen": _iso(max(lasts)) if lasts else None,
         "identities": identities[pid],
         "traits": traits,
+        "computed": computed,
+        "segments": segments,
         "events": {"total": sum(by_type.values()), "by_channel": dict(sorted(by_channel.items())),
                    "by_type": dict(sorted(by_type.items()))},
         "aliases": aliases,

@@ -39,6 +39,17 @@ def typed(value: Any) -> tuple[str | None, float | None, str | None, datetime | 
     return text, None, text, None, isinstance(value, list)
 
 
+def display(value: Any, num: float | None, txt: str | None, ts: datetime | None) -> Any:
+    """A trait row's value as JSON shows it."""
+    if value is not None:
+        return orjson.loads(value) if isinstance(value, (str, bytes)) else value
+    if num is not None:
+        return int(num) if float(num).is_integer() else num
+    if ts is not None and txt is None:
+        return ts.isoformat()
+    return txt
+
+
 def materialise(s: Session, config: IdentityConfig, pids: list[str], now: datetime) -> int:
     """Re-store the merged sent traits of these profiles; returns the rows written."""
     written = 0

@@ -84,7 +84,11 @@ class ComputedTraits:
         """Recompute traits (all, or ``names``) for every profile or those in profile_scope."""
         now = now or datetime.now(timezone.utc)
         done = []
-        for name, definition in self.definitions(s).items():
+        defs = self.definitions(s)
+        unknown = sorted(set(names or ()) - set(defs))
+        if unknown:
+            raise TraitNotFound(f"no computed trait {', '.join(map(repr, unknown))}")
+        for name, definition in defs.items():
             if names is not None and name not in names:
                 continue
             computed.refresh(s, definition, now, scoped)

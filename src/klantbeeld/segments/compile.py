@@ -71,11 +71,11 @@ class Compiler:
         name, op, value = node["trait"], node["op"], node.get("value", True)
         definition = self.computed.get(name)
         kind = "computed" if definition is not None else "trait"
-        rows = f"SELECT profile_id FROM profile_traits WHERE name = {bind(name)} AND kind = '{kind}'"
         default = default_of(definition)
+        if op == "exists" and default is not None:   # a counter always has a value (0 without
+            return "TRUE" if value is not False else "FALSE"   # rows); bind nothing unused
+        rows = f"SELECT profile_id FROM profile_traits WHERE name = {bind(name)} AND kind = '{kind}'"
         if op == "exists":
-            if default is not None:   # a counter always has a value (0 without rows)
-                return "TRUE" if value is not False else "FALSE"
             return f"{'' if value is not False else 'NOT '}p.profile_id IN ({rows})"
         pred = compare(op, value, TRAIT_COLUMNS, bind, self.now)
         if default is not None and _holds_for_zero(op, value):

@@ -49,8 +49,9 @@ class DeclaredSegment(BaseModel):
 
 class SegmentsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    purchase_event: str = "Order Completed"
+    purchase_events: list[str] = Field(default_factory=lambda: ["Order Completed"], min_length=1)
     revenue_property: str = "revenue"
+    order_id_property: str | None = None
     lifecycle: Lifecycle = Field(default_factory=Lifecycle)
     computed_traits: list[dict[str, Any]] = Field(default_factory=list)
     segments: list[DeclaredSegment] = Field(default_factory=list)
@@ -73,9 +74,12 @@ class SegmentsConfig(BaseModel):
         return self
 
     def builtin_traits(self) -> list[dict[str, Any]]:
-        order = {"event": self.purchase_event}
+        order = {"event": self.purchase_events[0] if len(self.purchase_events) == 1
+                 else list(self.purchase_events)}
+        count = ({"kind": "unique_count", "property": self.order_id_property}
+                 if self.order_id_property else {"kind": "count"})
         return [
-            {"name": "order_count", "kind": "count", **order},
+            {"name": "order_count", **count, **order},
             {"name": "first_order_at", "kind": "first", **order},
             {"name": "last_order_at", "kind": "last", **order},
             {"name": "lifetime_revenue", "kind": "sum", "property": self.revenue_property, **order},

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..identity.persist import audit
-from ..profiles.trait_defs import ComputedTraits
+from ..profiles.materialise import display
+from ..profiles.trait_defs import ComputedTraits, TraitNotFound
 from ..store import Session
 from ..store.dialect import in_list
 from . import membership, tree as trees
@@ -87,7 +88,7 @@ class Segments:
                     self._delete(s, sid, now)
             todo = [d["id"] for d, origin in declared if self._upsert(s, d, origin, now)]
             stale = set(todo) | self._using_traits(s, changed)
-            for sid in self._ordered(s, stale):
+            for sid in sorted(stale):
                 self._compute(s, sid, now)
         return {"traits": changed, "segments": sorted(stale)}
 
@@ -104,6 +105,8 @@ class Segments:
     def members(self, segment_id: str, *, limit: int = 100, cursor: str | None = None,
                 traits: list[str] | None = None) -> dict[str, Any]:
         """A page of members in profile id order, with the chosen traits."""
+        if not 1 <= limit <= 10_000:
+            raise ValueError("limit must be between 1 and 10,000")
         with self.engine.session() as s:
             self._row(s, segment_id)
             ids = [r[0] for r in s.fetchall(
@@ -182,7 +185,7 @@ class Segments:
                    else _loads(row["definition"])}
             self._upsert(s, new, "api", now)
             self._compiler(s, now).members(new["definition"])
-            for sid in self._ordered(s, {segment_id} | self._dependents(s, segment_id)):
+            for sid in sorted({segment_id} | self._dependents(s, segment_id)):
                 self._compute(s, sid, now)
             audit(s, actor, "segment.update", segment_id, None, now)
             return self._out(self._row(s, segment_id))
@@ -208,14 +211,50 @@ class Segments:
         started = time.perf_counter()
         with self.writing() as s:
             done_traits = self.traits.refresh(s, now=now) if traits else []
-            ids = segment_ids or [r[0] for r in s.fetchall("SELECT segment_id FROM segments")]
+            ids = segment_ids if segment_ids is not None else [
+                r[0] for r in s.fetchall("SELECT segment_id FROM segments")]
             result = {}
-            for sid in self._ordered(s, set(ids)):
+            for sid in sorted(set(ids)):
                 self._row(s, sid)
                 entered, exited = self._compute(s, sid, now)
                 result[sid] = {"entered": entered, "exited": exited}
         return {"traits": done_traits, "segments": result,
                 "took_s": round(time.perf_counter() - started, 3)}
+
+    def define_trait(self, definition: dict, *, actor: str = "api", replace: bool = False,
+                     now: datetime | None = None) -> dict[str, Any]:
+        """Add (or with ``replace`` change) a computed trait, compute it for every profile and
+        re-evaluate the segments that use it."""
+        now = now or _now()
+        with self.writing() as s:
+            row = s.fetchone("SELECT origin FROM computed_traits WHERE name = $n",
+                             {"n": definition.get("name") if isinstance(definition, dict)
+                              else None})
+            if row is not None and row[0] != "api":
+                raise SegmentConflict(f"computed trait {definition['name']!r} is {row[0]}; "
+                                      "change it in segments.yaml")
+            if self.traits.upsert(s, definition, "api", now, replace=replace):
+                self.traits.refresh(s, [definition["name"]], now=now)
+                for sid in sorted(self._using_traits(s, [definition["name"]])):
+                    self._compute(s, sid, now)
+            audit(s, actor, "trait.define", definition["name"], None, now)
+        return self.traits.get(definition["name"])
+
+    def delete_trait(self, name: str, *, actor: str = "api", now: datetime | None = None) -> None:
+        now = now or _now()
+        with self.writing() as s:
+            row = s.fetchone("SELECT origin FROM computed_traits WHERE name = $n", {"n": name})
+            if row is None:
+                raise TraitNotFound(f"no computed trait {name!r}")
+            if row[0] != "api":
+                raise SegmentConflict(f"computed trait {name!r} is {row[0]}; remove it from "
+                                      "segments.yaml")
+            users = self._using_traits(s, [name])
+            if users:
+                raise SegmentConflict(f"computed trait {name!r} is used by segments "
+                                      f"{', '.join(sorted(users))}")
+            self.traits.remove(s, name)
+            audit(s, actor, "trait.delete", name, None, now)
 
     # -- internals ---------------------------------------------------------------------------------
     def writing(self):
@@ -284,9 +323,6 @@ class Segments:
         return {sid for sid, d in s.fetchall("SELECT segment_id, definition FROM segments")
                 if wanted & _trait_names(_loads(d))}
 
-    def _ordered(self, s: Session, ids: set[str]) -> list[str]:
-        return sorted(ids)
-
     def _out(self, row: dict) -> dict[str, Any]:
         return {"id": row["segment_id"], "name": row["name"], "description": row["description"],
                 "definition": _loads(row["definition"]), "origin": row["origin"],
@@ -346,19 +382,9 @@ def trait_values(s: Session, pids: list[str], names: list[str]) -> dict[str, dic
     nw, np_ = in_list(names, "n")
     out: dict[str, dict[str, Any]] = {}
     rows = s.fetchall("SELECT profile_id, name, kind, value, num, txt, ts FROM profile_traits "
-                      f"WHERE profile_id IN {pw} AND name IN {nw} ORDER BY kind DESC",
+                      f"WHERE profile_id IN {pw} AND name IN {nw} "
+                      "ORDER BY CASE kind WHEN 'computed' THEN 1 ELSE 0 END",
                       {**pp, **np_})
-    for pid, name, _kind, value, num, txt, ts in rows:  # 'trait' rows first, 'computed' after
+    for pid, name, _kind, value, num, txt, ts in rows:  # sent first; computed ones overwrite
         out.setdefault(pid, {})[name] = display(value, num, txt, ts)
     return out
-
-
-def display(value: Any, num: float | None, txt: str | None, ts: datetime | None) -> Any:
-    """A trait row's value as JSON shows it."""
-    if value is not None:
-        return _loads(value)
-    if num is not None:
-        return int(num) if float(num).is_integer() else num
-    if ts is not None and txt is None:
-        return ts.isoformat()
-    return txt

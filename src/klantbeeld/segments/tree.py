@@ -130,6 +130,19 @@ def _name(value: Any, path: str, errors: list[TreeError]) -> None:
         errors.append(TreeError(path, "must be a non-empty name of at most 200 characters"))
 
 
+def event_names(value: Any, path: str, errors: list[TreeError]) -> None:
+    """An event name, a non-empty list of names (any of them), or null (any event of the type)."""
+    if value is None:
+        return
+    if isinstance(value, list):
+        if not value or len(value) > 100:
+            errors.append(TreeError(path, "a list of event names must hold 1–100 names"))
+        for i, name in enumerate(value):
+            _name(name, f"{path}/{i}", errors)
+        return
+    _name(value, path, errors)
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -197,8 +210,7 @@ def _event(node: dict, path: str, errors: list[TreeError]) -> None:
     err = lambda p, m: errors.append(TreeError(p, m))  # noqa: E731
     _only(node, {"event", "type", "where", "count", "within_days", "between_days", "performed"},
           path, errors)
-    if node["event"] is not None:
-        _name(node["event"], f"{path}/event", errors)
+    event_names(node["event"], f"{path}/event", errors)
     if "type" in node and node["type"] not in EVENT_TYPES:
         err(f"{path}/type", "must be one of " + ", ".join(EVENT_TYPES))
     if "where" in node:
