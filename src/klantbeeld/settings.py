@@ -59,6 +59,18 @@ class Settings(BaseSettings):
         "segment (time moves people in and out). 0: never on a schedule.",
     )
 
+    privacy_config: Path | None = Field(
+        None, description="Purposes, consent signal mapping, request deadlines, retention rules "
+        "(YAML). Default: privacy.yaml in the data directory, if present.",
+    )
+    privacy_interval_minutes: float = Field(
+        5.0, ge=0, description="How often the server works through pending data-subject requests "
+        "and runs the retention rules. 0: never on a schedule.",
+    )
+
+    def privacy_config_path(self) -> Path:
+        return self.privacy_config or self.home / "privacy.yaml"
+
     def segments_config_path(self) -> Path:
         return self.segments_config or self.home / "segments.yaml"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .collect.sources import CHANNELS, create_key, create_source, list_sources
 from .collect.writer import Ingestor
@@ -21,6 +21,9 @@ from .identity.follower import Follower
 from .identity.resolver import Resolver
 from .segments.service import Segments
 from .settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from .privacy.config import PrivacyConfig
 from .store import Engine, migrate, open_engine
 
 
@@ -66,6 +69,12 @@ class Workspace:
     def follower(self) -> Follower:
         """The resolver's thread in a server (started by the first commit of the writer thread)."""
         return Follower(self.resolver, after=self.update_segments)
+
+    @cached_property
+    def privacy_config(self) -> "PrivacyConfig":
+        from .privacy.config import load_privacy_config
+
+        return load_privacy_config(self.settings.privacy_config_path())
 
     @cached_property
     def segments(self) -> Segments:

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Callable
 
 from ..profiles.computed import default_of
+from ..privacy.consent import latest_sql
 from ..profiles.conditions import SCOPE, TRAIT_COLUMNS, Binder, compare, profile_events
 from .tree import InvalidTree, TreeError
 
@@ -120,8 +121,4 @@ def _holds_for_zero(op: str, value) -> bool:
 def _granted(purpose: str) -> str:
     """Live profiles whose latest consent entry for the purpose is 'granted' (entries of merged
     profiles count for the survivor)."""
-    live = "COALESCE(pr.merged_into, c.profile_id)"
-    return (f"SELECT live FROM (SELECT {live} AS live, c.status, ROW_NUMBER() OVER ("
-            f"PARTITION BY {live} ORDER BY c.recorded_at DESC, c.entry_id DESC) AS rn "
-            f"FROM consent_ledger c LEFT JOIN profiles pr ON pr.profile_id = c.profile_id "
-            f"WHERE c.purpose = {purpose}) x WHERE rn = 1 AND status = 'granted'")
+    return f"SELECT live FROM ({latest_sql(purpose)}) l WHERE status = 'granted'"
