@@ -22,6 +22,7 @@ from .collect.workers import IngestPool
 from .http import ApiError, error_response, json_response
 from .identity.api import router as identity_router
 from .profiles.api import router as profiles_router
+from .privacy.admin_api import router as privacy_admin_router
 from .privacy.dsr_api import router as dsr_router
 from .segments.api import router as segments_router
 from .schedule import Periodic
@@ -100,4 +101,5 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
     app.include_router(identity_router)
     app.include_router(segments_router)
     app.include_router(dsr_router)
+    app.include_router(privacy_admin_router)
     return app
