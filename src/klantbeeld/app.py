@@ -23,6 +23,7 @@ from .http import ApiError, error_response, json_response
 from .identity.api import router as identity_router
 from .profiles.api import router as profiles_router
 from .privacy.admin_api import router as privacy_admin_router
+from .privacy.consent_api import router as consent_router
 from .privacy.dsr_api import router as dsr_router
 from .segments.api import router as segments_router
 from .schedule import Periodic
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
 
     app.include_router(collect_router)
     app.include_router(collect_admin_router)
+    app.include_router(consent_router)   # before profiles: /v1/profiles/{ref}/consent
     app.include_router(profiles_router)
     app.include_router(identity_router)
     app.include_router(segments_router)

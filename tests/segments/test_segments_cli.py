@@ -54,7 +54,7 @@ def test_define_preview_members_export(cli, tmp_path):
 
     target = tmp_path / "utrecht.csv"
     cli("segments", "export", "utrecht", "--traits", "city", "--identifiers", "email",
-        "--output", str(target))
+        "--purpose", "analytics", "--output", str(target))
     rows = list(csv.DictReader(io.StringIO(target.read_text())))
     assert sorted(r["email"] for r in rows) == ["u0@shop.nl", "u1@shop.nl"]
     assert {r["city"] for r in rows} == {"Utrecht"}

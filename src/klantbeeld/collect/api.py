@@ -91,6 +91,7 @@ async def _ingest(request: Request, kind: str) -> Response:
     body = await _read_body(request, settings.max_batch_bytes)
     limits = Limits(settings.max_message_bytes, settings.max_batch_messages)
     header_key = key_from_headers(request)
+    gpc = request.headers.get("sec-gpc", "").strip() == "1"
     principal = _write_principal(state.keyring, header_key)
     if principal is not None:
         _check_enabled(principal.source)
@@ -99,7 +100,7 @@ async def _ingest(request: Request, kind: str) -> Response:
         # The SDKs' usual case: the key is in a header, so a worker process can do all the
         # per-message work while this process only serves HTTP and writes.
         job = await state.ingest_pool.run(job_from_body, body, kind, principal.source, limits,
-                                          received_at)
+                                          received_at, gpc)
     if job is None:
         data = decode(body)
         if isinstance(data, RequestError):
@@ -113,7 +114,7 @@ async def _ingest(request: Request, kind: str) -> Response:
                     raise ApiError(401, "unauthorized", "unknown or revoked write key"
                                    if header_key or body_key else _NO_KEY)
                 _check_enabled(principal.source)
-            job = job_from_data(data, kind, principal.source, limits, received_at)
+            job = job_from_data(data, kind, principal.source, limits, received_at, gpc)
     if isinstance(job, RequestError):
         if job.code == "invalid_json" and principal is not None:
             await _store_unparseable(request, principal.source, body, job.message, received_at)

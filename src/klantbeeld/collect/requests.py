@@ -57,12 +57,21 @@ def decode(body: bytes) -> dict[str, Any] | RequestError:
 
 
 def job_from_data(data: dict[str, Any], kind: str, source: Source, limits: Limits,
-                  received_at: datetime) -> Job | RequestError:
-    """The writer job for a decoded body, its event rows built; or why the request is refused."""
+                  received_at: datetime, gpc: bool = False) -> Job | RequestError:
+    """The writer job for a decoded body, its event rows built; or why the request is refused.
+
+    ``gpc``: the request carried ``Sec-GPC: 1``; each message gets ``context.gpc: true``, the
+    opt-out the consent ledger reads (docs/privacy.md)."""
     batch = kind in BATCH_KINDS
     messages = data.get("batch") if batch else [data]
     if not isinstance(messages, list):
         return RequestError(400, "invalid_batch", 'a batch body needs a list under "batch"')
+    if gpc:
+        for message in messages:
+            if isinstance(message, dict):
+                own = message.get("context")
+                message["context"] = {**own, "gpc": True} if isinstance(own, dict) else \
+                    {"gpc": True}
     if len(messages) > limits.max_batch_messages:
         return RequestError(400, "batch_too_large", f"{len(messages)} messages; at most "
                             f"{limits.max_batch_messages} per batch")
@@ -78,12 +87,12 @@ def job_from_data(data: dict[str, Any], kind: str, source: Source, limits: Limit
 
 
 def job_from_body(body: bytes, kind: str, source: Source, limits: Limits,
-                  received_at: datetime) -> Job | RequestError:
+                  received_at: datetime, gpc: bool = False) -> Job | RequestError:
     """:func:`job_from_data` for a raw body: what an ingestion worker process runs."""
     data = decode(body)
     if isinstance(data, RequestError):
         return data
-    return job_from_data(data, kind, source, limits, received_at)
+    return job_from_data(data, kind, source, limits, received_at, gpc)
 
 
 def warm_up() -> bool:

@@ -12,13 +12,16 @@ among the live profile and every profile merged into it".
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import orjson
 import pyarrow as pa
 
 from ..store import Session
 from ..store.dialect import in_list
+
+if TYPE_CHECKING:
+    from .config import PrivacyConfig
 
 STATUSES = ("granted", "denied", "withdrawn")
 LIVE = "COALESCE(pr.merged_into, c.profile_id)"
@@ -67,6 +70,12 @@ def allowed_sql(purpose_param: str, requires_consent: bool) -> str:
     return (f"SELECT profile_id FROM profiles WHERE merged_into IS NULL AND profile_id NOT IN "
             f"(SELECT live FROM ({latest_sql(purpose_param)}) l WHERE status <> 'granted') "
             f"AND profile_id NOT IN ({restricted})")
+
+
+def activation_filter(config: "PrivacyConfig", purpose: str) -> tuple[str, dict[str, Any]]:
+    """(SQL returning the live profile ids an activation for ``purpose`` may include, params)."""
+    config.check_purpose(purpose)
+    return allowed_sql("$purpose", config.requires_consent(purpose)), {"purpose": purpose}
 
 
 def aliases(s: Session, pid: str) -> list[str]:

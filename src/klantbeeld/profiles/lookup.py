@@ -21,6 +21,7 @@ import orjson
 
 from ..identity.identifiers import parse_identifier
 from ..store.dialect import in_list
+from ..privacy.consent import current as current_consent
 from .materialise import display
 from .reads import (event_index, events_where, identities_and_seqs, merged_traits, profile_seqs,
                     source_names)
@@ -79,6 +80,8 @@ def get_profile(ws: "Workspace", pid: str) -> dict[str, Any]:
                                 "computed_at": _iso(r["computed_at"])} for r in s.fetch_dicts(
             "SELECT name, value, num, txt, ts, computed_at FROM profile_traits "
             "WHERE profile_id = $p AND kind = 'computed' ORDER BY name", {"p": pid})}
+        consent = current_consent(s, pid, {p: c.requires_consent for p, c
+                                           in ws.privacy_config.purposes.items()})
         segments = [{"id": r["segment_id"], "entered_at": _iso(r["entered_at"])}
                     for r in s.fetch_dicts(
             "SELECT segment_id, entered_at FROM segment_members WHERE profile_id = $p "
@@ -100,6 +103,7 @@ def get_profile(ws: "Workspace", pid: str) -> dict[str, Any]:
         "traits": traits,
         "computed": computed,
         "segments": segments,
+        "consent": consent,
         "events": {"total": sum(by_type.values()), "by_channel": dict(sorted(by_channel.items())),
                    "by_type": dict(sorted(by_type.items()))},
         "aliases": aliases,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
@@ -155,18 +156,24 @@ def export(segment_id: str, request: Request,
            format: Literal["csv", "jsonl", "parquet"] = "csv",
            traits: str | None = Query(None, description="Comma-separated trait names."),
            identifiers: str | None = Query(None, description="Comma-separated identifier types."),
+           purpose: str = Query(description="What the export is for (email_marketing, "
+                                "advertising, …): only members whose consent allows it."),
            who: Principal = Depends(reader)):
-    """Stream every member with the chosen traits and identifiers."""
+    """Stream the members whose consent allows the purpose (restricted profiles never), with the
+    chosen traits and identifiers."""
+    from ..privacy.consent import activation_filter
     from .audience import export_chunks
 
     ws = request.app.state.workspace
     _run(ws.segments.get, segment_id)
+    allowed, params = _run(activation_filter, ws.privacy_config, purpose)
     trait_names, id_types = _names(traits), _names(identifiers)
-    chunks = _run(export_chunks, ws.engine, segment_id, format, trait_names, id_types)
+    chunks = _run(export_chunks, ws.engine, segment_id, format, trait_names, id_types,
+                  only_profiles=allowed, only_params=params)
     with ws.engine.transaction() as tx:
-        audit(tx, _actor(who), "segment.export", segment_id,
-              f'{{"format": "{format}", "traits": {len(trait_names)}, '
-              f'"identifiers": {len(id_types)}}}', _now())
+        audit(tx, _actor(who), "segment.export", segment_id, orjson.dumps(
+            {"format": format, "purpose": purpose, "traits": trait_names,
+             "identifiers": id_types}).decode(), _now())
     return StreamingResponse(chunks, media_type=MEDIA[format], headers={
         "Content-Disposition": f'attachment; filename="{segment_id}.{format}"'})
 

@@ -214,29 +214,38 @@ def overlap(segment_ids, home, database_url, as_json) -> None:
               show_default=True)
 @click.option("--traits", help="Comma-separated trait names.")
 @click.option("--identifiers", help="Comma-separated identifier types (email, user_id, …).")
+@click.option("--purpose", required=True,
+              help="What the export is for (email_marketing, advertising, …): only members whose "
+                   "consent allows it are written.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), required=True,
               help="File to write (- for standard output).")
 @store_options
 @user_errors(*ERRORS)
-def export(segment_id, fmt, traits, identifiers, output, home, database_url) -> None:
-    """Write every member with chosen traits and identifiers, streaming."""
+def export(segment_id, fmt, traits, identifiers, purpose, output, home, database_url) -> None:
+    """Write the members whose consent allows the purpose, with chosen traits and identifiers,
+    streaming."""
+    from datetime import datetime, timezone
+
     from ..identity.persist import audit
+    from ..privacy.consent import activation_filter
     from .audience import export_members
 
     with open_workspace(home, database_url) as ws:
         ws.segments.get(segment_id)
+        allowed, params = activation_filter(ws.privacy_config, purpose)
+
+        def write(out) -> int:
+            return export_members(ws.engine, segment_id, out, fmt, _names(traits),
+                                  _names(identifiers), only_profiles=allowed, only_params=params)
+
         if str(output) == "-":
-            rows = export_members(ws.engine, segment_id, sys.stdout.buffer, fmt,
-                                  _names(traits), _names(identifiers))
+            rows = write(sys.stdout.buffer)
         else:
             with open(output, "wb") as out:
-                rows = export_members(ws.engine, segment_id, out, fmt, _names(traits),
-                                      _names(identifiers))
+                rows = write(out)
         with ws.engine.transaction() as tx:
-            from datetime import datetime, timezone
-
             audit(tx, "cli", "segment.export", segment_id,
-                  orjson.dumps({"format": fmt, "rows": rows}).decode(),
+                  orjson.dumps({"format": fmt, "purpose": purpose, "rows": rows}).decode(),
                   datetime.now(timezone.utc))
     if str(output) != "-":
         click.echo(f"{rows:,} members → {output}", err=True)

@@ -1,6 +1,7 @@
 """Keeping traits and memberships current as events are resolved to profiles.
 
-After the resolver has resolved events up to seq ``hi``, the profiles those events touched — and
+After the resolver has resolved events up to seq ``hi``, their consent signals go to the consent
+ledger, and the profiles those events touched — and
 both sides of any merge among them — are put in ``profile_scope``; their sent traits are merged
 again, their computed traits recomputed, and every segment re-evaluated for them alone. A
 merged-away profile is no longer live, so it leaves every segment and loses its trait rows.
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from ..identity.persist import get_state, set_state
+from ..privacy.signals import record_signals
 from ..profiles.materialise import materialise
 from ..store import Session
 from ..store.dialect import in_list
@@ -37,6 +39,7 @@ def catch_up(segments: "Segments", now: datetime | None = None) -> dict[str, Any
         version, seen = get_state(s, "version"), get_state(s, "segments_version")
         if hi <= lo and version == seen:
             return {"mode": "idle", "profiles": 0}
+        consents = record_signals(s, ws.privacy_config, lo, hi) if hi > lo else 0
         if version != seen or hi - lo > FULL_REFRESH_EVENTS:
             profiles = [r[0] for r in s.fetchall(
                 "SELECT profile_id FROM profiles WHERE merged_into IS NULL")]
@@ -49,7 +52,7 @@ def catch_up(segments: "Segments", now: datetime | None = None) -> dict[str, Any
             mode, count = "full", len(profiles)
         else:
             touched = touched_profiles(s, lo, hi)
-            _scope(s, touched)
+            scope(s, touched)
             materialise(s, ws.identity_config, touched, now)
             segments.traits.refresh(s, scoped=True, now=now)
             compiler = segments._compiler(s, now, scoped=True)
@@ -59,7 +62,7 @@ def catch_up(segments: "Segments", now: datetime | None = None) -> dict[str, Any
             mode, count = "scoped", len(touched)
         set_state(s, "segments_seq", hi)
         set_state(s, "segments_version", version)
-    return {"mode": mode, "profiles": count, "through_seq": hi,
+    return {"mode": mode, "profiles": count, "through_seq": hi, "consent_entries": consents,
             "took_s": round(time.perf_counter() - started, 3)}
 
 
@@ -85,7 +88,7 @@ def touched_profiles(s: Session, lo: int, hi: int) -> list[str]:
     return sorted(found)
 
 
-def _scope(s: Session, pids: list[str]) -> None:
+def scope(s: Session, pids: list[str]) -> None:
     s.execute("DELETE FROM profile_scope")
     if pids:
         s.append("profile_scope", pa.table({"profile_id": pa.array(pids, pa.string())}))

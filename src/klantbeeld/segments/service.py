@@ -221,6 +221,19 @@ class Segments:
         return {"traits": done_traits, "segments": result,
                 "took_s": round(time.perf_counter() - started, 3)}
 
+    def reevaluate(self, pids: list[str], now: datetime | None = None) -> None:
+        """Re-evaluate every segment for these profiles only (after a change that no event
+        carried, such as consent recorded through the API)."""
+        from .realtime import compiler_ids, scope
+
+        now = now or _now()
+        with self.writing() as s:
+            scope(s, pids)
+            compiler = self._compiler(s, now, scoped=True)
+            for sid in compiler_ids(s):
+                self._compute(s, sid, now, scoped=True, compiler=compiler)
+            s.execute("DELETE FROM profile_scope")
+
     def define_trait(self, definition: dict, *, actor: str = "api", replace: bool = False,
                      now: datetime | None = None) -> dict[str, Any]:
         """Add (or with ``replace`` change) a computed trait, compute it for every profile and
