@@ -26,6 +26,7 @@ from .privacy.admin_api import router as privacy_admin_router
 from .privacy.consent_api import router as consent_router
 from .privacy.dsr_api import router as dsr_router
 from .segments.api import router as segments_router
+from .privacy.retention import run as run_retention
 from .schedule import Periodic
 from .settings import Settings, load_settings
 from .workspace import Workspace
@@ -58,9 +59,12 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
         ws.segments  # built-in and declared traits and segments, in line with segments.yaml
         refresher = Periodic("segment-refresh", ws.settings.segment_refresh_minutes * 60,
                              ws.segments.refresh).start()
+        retention = Periodic("retention", ws.settings.retention_interval_hours * 3600,
+                             lambda: run_retention(ws, actor="schedule")).start()
         try:
             yield
         finally:
+            retention.stop()
             refresher.stop()
             ws.ingestor.stop()
             if app.state.ingest_pool is not None:

@@ -12,7 +12,7 @@ from .collect.sources import CHANNELS
 from .demo.cli import demo_command, demo_data
 from .identity.cli import eval_group, identity_group
 from .profiles.cli import profile_group
-from .privacy.admin_cli import keys_group, retention_group
+from .privacy.admin_cli import audit_command, keys_group, retention_group
 from .privacy.consent_cli import consent_group
 from .privacy.dsr_cli import privacy_group
 from .segments.cli import segments_group, traits_group
@@ -96,6 +96,7 @@ main.add_command(segments_group)
 main.add_command(traits_group)
 main.add_command(privacy_group)
 main.add_command(keys_group)
+main.add_command(audit_command)
 main.add_command(consent_group)
 main.add_command(retention_group)
 main.add_command(demo_data)

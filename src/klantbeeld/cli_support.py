@@ -33,6 +33,16 @@ def store_options(fn: Callable) -> Callable:
     return fn
 
 
+def cli_actor() -> str:
+    """Who runs a command, for the audit trail: ``cli:<user name>``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no user name in some containers
+        return "cli"
+
+
 def json_option(fn: Callable) -> Callable:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(fn)
 

@@ -64,8 +64,12 @@ class Settings(BaseSettings):
         "(YAML). Default: privacy.yaml in the data directory, if present.",
     )
     privacy_interval_minutes: float = Field(
-        5.0, ge=0, description="How often the server works through pending data-subject requests "
-        "and runs the retention rules. 0: never on a schedule.",
+        5.0, ge=0, description="How often the server works through pending data-subject "
+        "requests. 0: never on a schedule.",
+    )
+    retention_interval_hours: float = Field(
+        24.0, ge=0, description="How often the server applies the retention rules in "
+        "privacy.yaml. 0: never on a schedule (`klantbeeld retention run`).",
     )
 
     def privacy_config_path(self) -> Path:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..cli_support import fail, json_option, open_workspace, print_json, print_table, store_options, user_errors
+from ..cli_support import cli_actor, fail, json_option, open_workspace, print_json, print_table, store_options, user_errors
 from .config import IdentityConfigError
 from .evaluate import evaluate, read_truth
 from .manage import IdentityError, block_value, merge_profiles, split_identifier
@@ -14,15 +14,6 @@ from .matching import decide_review, list_reviews, run_matching
 from .rebuild import rebuild
 
 ERRORS = (IdentityError, IdentityConfigError, LookupError)
-
-
-def _actor() -> str:
-    import getpass
-
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:  # no user name in some containers
-        return "cli"
 
 
 def _show(result: dict, as_json: bool) -> None:
@@ -72,7 +63,7 @@ def identity_rebuild(quiet, home, database_url, as_json) -> None:
 def identity_block(ref, reason, home, database_url, as_json) -> None:
     """Block an identifier value: it links nothing, now and in the past (re-resolves)."""
     with open_workspace(home, database_url) as ws:
-        _show(block_value(ws, ref, _actor(), reason), as_json)
+        _show(block_value(ws, ref, cli_actor(), reason), as_json)
 
 
 @identity_group.command("split")
@@ -84,7 +75,7 @@ def identity_block(ref, reason, home, database_url, as_json) -> None:
 def identity_split(ref, reason, home, database_url, as_json) -> None:
     """Split an identifier off its profile; it never rejoins that profile's identifiers."""
     with open_workspace(home, database_url) as ws:
-        _show(split_identifier(ws, ref, _actor(), reason), as_json)
+        _show(split_identifier(ws, ref, cli_actor(), reason), as_json)
 
 
 @identity_group.command("merge")
@@ -97,7 +88,7 @@ def identity_split(ref, reason, home, database_url, as_json) -> None:
 def identity_merge(ref_a, ref_b, reason, home, database_url, as_json) -> None:
     """Merge the profiles holding two identifiers (id:p_… works too); limits still apply."""
     with open_workspace(home, database_url) as ws:
-        result = merge_profiles(ws, ref_a, ref_b, _actor(), reason)
+        result = merge_profiles(ws, ref_a, ref_b, cli_actor(), reason)
     _show(result, as_json)
     if result["refused"] and not as_json:
         fail("not merged: " + "; ".join(result["refused"]))
@@ -110,7 +101,7 @@ def identity_merge(ref_a, ref_b, reason, home, database_url, as_json) -> None:
 def identity_match(home, database_url, as_json) -> None:
     """Probabilistic matching: merge sure pairs of profiles, queue doubtful ones for review."""
     with open_workspace(home, database_url) as ws:
-        _show(run_matching(ws, _actor()), as_json)
+        _show(run_matching(ws, cli_actor()), as_json)
 
 
 @identity_group.command("review")
@@ -139,7 +130,7 @@ def identity_review(review_id, decision, status, home, database_url, as_json) ->
             return
         if not decision:
             fail("say --accept or --reject")
-        _show(decide_review(ws, review_id, decision == "accept", _actor()), as_json)
+        _show(decide_review(ws, review_id, decision == "accept", cli_actor()), as_json)
 
 
 def _brief(evidence: dict | None, side: str) -> str:

@@ -32,7 +32,17 @@ class Purpose(BaseModel):
 
 
 class RetentionRule(BaseModel):
-    """Keep matching data for ``keep_days`` after its time (events) or last update (traits)."""
+    """Keep matching data for ``keep_days`` (docs/privacy.md, Retention). One kind of target:
+
+    - events: any of ``source`` (a source name), ``channel``, ``event`` (a track event name); all
+      given must match; an event's age is its ``timestamp``. The first rule (in file order) that
+      matches an event decides how long it is kept.
+    - ``failed_events: true``: failed events by when they were received (``source`` or
+      ``channel`` narrow it).
+    - ``trait``: a sent trait is forgotten ``keep_days`` after it was last sent.
+    - ``internal_events: true``: Klantbeeld's own log (segment entered/exited) and closed
+      segment-membership history.
+    """
     model_config = ConfigDict(extra="forbid")
     name: str
     keep_days: int = Field(ge=1)
@@ -41,15 +51,50 @@ class RetentionRule(BaseModel):
     event: str | None = None
     trait: str | None = None
     failed_events: bool = False
+    internal_events: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            raise ValueError("each retention rule is a mapping: name, keep_days and what it "
+                             "applies to")
+        name = data.get("name")
+        label = f"retention {name!r}" if isinstance(name, str) and name.strip() else \
+            "a retention rule"
+        unknown = [k for k in data if k not in cls.model_fields]
+        if unknown:
+            raise ValueError(f"{label}: unknown key {unknown[0]!r}; allowed: "
+                             f"{', '.join(cls.model_fields)}")
+        if label == "a retention rule":
+            raise ValueError("a retention rule needs a name")
+        days = data.get("keep_days")
+        if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+            raise ValueError(f"{label}: keep_days must be a whole number of days, at least 1")
+        return data
 
     @model_validator(mode="after")
     def _one_target(self) -> "RetentionRule":
-        if self.trait is not None and (self.source or self.channel or self.event):
-            raise ValueError(f"retention {self.name!r}: a trait rule takes no source, channel "
-                             "or event")
-        if not (self.source or self.channel or self.event or self.trait or self.failed_events):
-            raise ValueError(f"retention {self.name!r}: say what it applies to (source, channel, "
-                             "event, trait or failed_events)")
+        from ..collect.sources import CHANNELS
+
+        label = f"retention {self.name!r}"
+        selects_events = bool(self.source or self.channel or self.event)
+        if self.trait is not None and (selects_events or self.failed_events
+                                       or self.internal_events):
+            raise ValueError(f"{label}: a trait rule takes no source, channel, event, "
+                             "failed_events or internal_events")
+        if self.internal_events and (selects_events or self.failed_events):
+            raise ValueError(f"{label}: an internal_events rule takes no source, channel, event "
+                             "or failed_events")
+        if self.failed_events and self.event:
+            raise ValueError(f"{label}: failed events are kept unparsed, an event name cannot "
+                             "select them (use source or channel)")
+        if not (selects_events or self.trait or self.failed_events or self.internal_events):
+            raise ValueError(f"{label}: say what it applies to (source, channel, event, trait, "
+                             "failed_events or internal_events)")
+        if self.channel is not None and self.channel not in CHANNELS:
+            raise ValueError(f"{label}: unknown channel {self.channel!r}; one of "
+                             f"{', '.join(CHANNELS)}")
         return self
 
 
@@ -95,9 +140,17 @@ class PrivacyConfig(BaseModel):
         for k in self.tcf_purposes:
             if not 1 <= k <= 24:
                 raise ValueError(f"tcf_purposes: {k} is not a TCF purpose id (1–24)")
-        names = [r.name for r in self.retention]
-        if len(set(names)) != len(names):
-            raise ValueError("retention: two rules share a name")
+        rule_names: set[str] = set()
+        traits: dict[str, str] = {}
+        for rule in self.retention:
+            if rule.name in rule_names:
+                raise ValueError(f"retention: two rules are named {rule.name!r}")
+            rule_names.add(rule.name)
+            if rule.trait is not None:
+                if rule.trait in traits:
+                    raise ValueError(f"retention {rule.name!r}: trait {rule.trait!r} has a rule "
+                                     f"already ({traits[rule.trait]!r})")
+                traits[rule.trait] = rule.name
         return self
 
     def requires_consent(self, purpose: str) -> bool:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..cli_support import json_option, open_workspace, print_json, print_table, store_options, user_errors
+from ..cli_support import cli_actor, json_option, open_workspace, print_json, print_table, store_options, user_errors
+from ..privacy.audit import audit_read
 from .lookup import ProfileNotFound, get_profile, profile_events, resolve_ref, search_profiles
 
 
@@ -22,6 +23,7 @@ def profile_show(ref, home, database_url, as_json) -> None:
     """Show the profile holding an identifier (email:jan@example.nl, user_id:42, id:p_…)."""
     with open_workspace(home, database_url) as ws:
         profile = get_profile(ws, resolve_ref(ws, ref))
+        audit_read(ws, cli_actor(), profile["profile_id"], "profile")
     if as_json:
         print_json(profile)
         return
@@ -57,7 +59,9 @@ def profile_events_command(ref, limit, cursor, channel, type_, event, home, data
                            as_json) -> None:
     """The profile's cross-channel timeline, newest first."""
     with open_workspace(home, database_url) as ws:
-        page = profile_events(ws, resolve_ref(ws, ref), limit=limit, cursor=cursor,
+        pid = resolve_ref(ws, ref)
+        audit_read(ws, cli_actor(), pid, "events")
+        page = profile_events(ws, pid, limit=limit, cursor=cursor,
                               channel=channel, type=type_, event=event)
     if as_json:
         print_json(page)
@@ -86,6 +90,7 @@ def profile_search(traits, identifier, limit, home, database_url, as_json) -> No
         wanted[name] = value
     with open_workspace(home, database_url) as ws:
         found = search_profiles(ws, wanted, identifier, limit)
+        audit_read(ws, cli_actor(), [f["profile_id"] for f in found], "search")
     if as_json:
         print_json({"profiles": found, "count": len(found)})
         return
