@@ -14,7 +14,8 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from ..segments.tree import EVENT_TYPES, TreeError, event_names, property_filters
+from ..segments.tree import (EVENT_TYPES, PROPERTY_PATH, TreeError, event_names, property_filters,
+                             property_path)
 from ..store import Session
 from .conditions import SCOPE, Binder, Columns, profile_events, property_columns, text_columns
 
@@ -61,9 +62,8 @@ def validate(definition: Any) -> list[TreeError]:
     if event is None and "type" not in definition:
         err("/event", "give an event name, or a type to use every event of that type")
     prop = definition.get("property")
-    if prop is not None and (not isinstance(prop, str) or not prop
-                             or any(not p for p in prop.split("."))):
-        err("/property", "must be a property path like revenue or product.category")
+    if prop is not None and not property_path(prop):
+        err("/property", PROPERTY_PATH)
     if kind in NEEDS_PROPERTY and prop is None:
         err("/property", f"{kind} needs a property")
     if kind == "count" and prop is not None:
@@ -109,8 +109,8 @@ def select_sql(d: dict, bind: Binder, now: datetime, scoped: bool) -> str:
     kind = d["kind"]
     if kind == "sql":
         scope = f" WHERE q.profile_id IN {SCOPE}" if scoped else ""
-        return _typed(f"SELECT q.profile_id, CAST(q.value AS VARCHAR) AS t FROM ({d['sql']}) q"
-                      f"{scope}")
+        return _typed(f"SELECT q.profile_id, CAST(q.value AS VARCHAR) AS t, FALSE AS l "
+                      f"FROM ({d['sql']}) q{scope}")
     spec = dict(d)
     if d.get("property"):
         cols = property_columns(d["property"])
@@ -139,15 +139,15 @@ def select_sql(d: dict, bind: Binder, now: datetime, scoped: bool) -> str:
                             f"ROW_NUMBER() OVER (PARTITION BY ep.profile_id ORDER BY {order}) AS rn")
             return (f"SELECT profile_id, NULL AS value, CAST(NULL AS DOUBLE) AS num, "
                     f"NULL AS txt, first_at AS ts, FALSE AS is_list FROM ({ranked}) r WHERE rn = 1")
-        ranked = events(f"ep.profile_id, {cols.txt} AS t, "
+        ranked = events(f"ep.profile_id, {cols.txt} AS t, {cols.is_list} AS l, "
                         f"ROW_NUMBER() OVER (PARTITION BY ep.profile_id ORDER BY {order}) AS rn")
-        return _typed(f"SELECT profile_id, t FROM ({ranked}) r WHERE rn = 1")
+        return _typed(f"SELECT profile_id, t, l FROM ({ranked}) r WHERE rn = 1")
     if kind == "most_frequent":
-        counted = events(f"ep.profile_id, {cols.txt} AS t, count(*) AS c") + \
-            f" GROUP BY ep.profile_id, {cols.txt}"
-        ranked = (f"SELECT profile_id, t, ROW_NUMBER() OVER (PARTITION BY profile_id "
+        counted = events(f"ep.profile_id, {cols.txt} AS t, {cols.is_list} AS l, "
+                         "count(*) AS c") + f" GROUP BY ep.profile_id, {cols.txt}, {cols.is_list}"
+        ranked = (f"SELECT profile_id, t, l, ROW_NUMBER() OVER (PARTITION BY profile_id "
                   f"ORDER BY c DESC, t) AS rn FROM ({counted}) c")
-        return _typed(f"SELECT profile_id, t FROM ({ranked}) r WHERE rn = 1")
+        return _typed(f"SELECT profile_id, t, l FROM ({ranked}) r WHERE rn = 1")
     if kind == "unique_list":
         listed = events(f"ep.profile_id, CAST(to_json(list(DISTINCT {cols.txt} ORDER BY "
                         f"{cols.txt})) AS VARCHAR) AS t") + " GROUP BY ep.profile_id"
@@ -157,8 +157,9 @@ def select_sql(d: dict, bind: Binder, now: datetime, scoped: bool) -> str:
 
 
 def _typed(query: str) -> str:
-    """Type the text column ``t`` of ``query`` (profile_id, t) as a trait row."""
-    c = text_columns("t")
+    """Type the text ``t`` of ``query`` (profile_id, t[, l: whether it is a JSON list]) as a
+    trait row."""
+    c = text_columns("t", "COALESCE(l, FALSE)")
     return (f"SELECT profile_id, NULL AS value, {c.num} AS num, t AS txt, {c.ts} AS ts, "
             f"{c.is_list} AS is_list FROM ({query}) v WHERE t IS NOT NULL")
 

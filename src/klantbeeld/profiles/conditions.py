@@ -19,8 +19,12 @@ from ..segments.tree import parse_instant
 # A JSON number, or a string that spells one: read as a number. Anchored, in the regex syntax
 # DuckDB (RE2) and PostgreSQL share.
 NUMERIC = r"^-?[0-9]+([.][0-9]+)?([eE][-+]?[0-9]+)?$"
-INSTANT = (r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
-           r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?)?$")
+# A date or date-time both engines can cast: month lengths respected (29 February is let through
+# in every year: a non-leap-year 29 February would fail the cast), hours 00–23.
+INSTANT = (r"^[0-9]{4}-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-9])|(0[13-9]|1[0-2])-30|"
+           r"(0[13578]|1[02])-31)"
+           r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.][0-9]+)?)?"
+           r"(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)?)?$")
 
 
 @dataclass
@@ -46,27 +50,32 @@ class Columns:
 TRAIT_COLUMNS = Columns("txt", "num", "ts", "is_list")
 
 
-def text_columns(text: str) -> Columns:
-    """Read a text expression as text, number (when it spells one), instant and list (JSON)."""
+def text_columns(text: str, is_list: str = "FALSE") -> Columns:
+    """Read a text expression as text, number (when it spells one) and instant."""
     return Columns(
         txt=text,
         num=f"(CASE WHEN regexp_matches({text}, '{NUMERIC}') THEN CAST({text} AS DOUBLE) END)",
         ts=f"(CASE WHEN regexp_matches({text}, '{INSTANT}') THEN CAST({text} AS TIMESTAMPTZ) END)",
-        is_list=f"starts_with({text}, '[')",
+        is_list=is_list,
     )
 
 
 def property_columns(path: str, alias: str = "e") -> Columns:
-    """An event property (dotted path under ``properties``) read through :func:`text_columns`."""
+    """An event property (dotted path under ``properties``) read through :func:`text_columns`.
+
+    The JSON form of the value tells a list (``[``) and an object (``{``, which is no text) from
+    a string; keys are written as quoted JSON paths (``'$."key"'``), so a key such as ``$browser``
+    is a key on both engines, not a path."""
     parts = path.split(".")
-    json_path = f"{alias}.payload -> 'properties'" + "".join(
-        f" -> {_literal(p)}" for p in parts[:-1])
-    return text_columns(f"({json_path} ->> {_literal(parts[-1])})")
+    parent = f"{alias}.payload -> 'properties'" + "".join(f" -> {_key(p)}" for p in parts[:-1])
+    raw = f"CAST({parent} -> {_key(parts[-1])} AS VARCHAR)"
+    text = f"(CASE WHEN starts_with({raw}, '{{') THEN NULL ELSE {parent} ->> {_key(parts[-1])} END)"
+    return text_columns(text, f"starts_with({raw}, '[')")
 
 
-def _literal(name: str) -> str:
-    """A JSON key as a SQL string literal (keys come from validated definitions; quotes doubled)."""
-    return "'" + name.replace("'", "''") + "'"
+def _key(name: str) -> str:
+    """A JSON key as a quoted JSON path literal (validated keys hold no quote or backslash)."""
+    return "'$.\"" + name.replace("'", "''") + "\"'"
 
 
 def compare(op: str, value: Any, cols: Columns, bind: Binder, now: datetime) -> str:

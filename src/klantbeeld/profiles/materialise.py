@@ -32,11 +32,13 @@ def typed(value: Any) -> tuple[str | None, float | None, str | None, datetime | 
     if isinstance(value, (int, float)):
         return orjson.dumps(value).decode(), float(value), None, None, False
     if isinstance(value, str):
-        num = float(value) if _NUMERIC.match(value) else None
-        ts = parse_instant(value) if _INSTANT.match(value) else None
-        return orjson.dumps(value).decode(), num, value, ts, value.startswith("[")
+        num = float(value) if _NUMERIC.fullmatch(value) else None
+        ts = parse_instant(value) if _INSTANT.fullmatch(value) else None
+        return orjson.dumps(value).decode(), num, value, ts, False
     text = orjson.dumps(value).decode()
-    return text, None, text, None, isinstance(value, list)
+    if isinstance(value, list):
+        return text, None, text, None, True
+    return text, None, None, None, False   # an object is no text: only `exists` applies
 
 
 def display(value: Any, num: float | None, txt: str | None, ts: datetime | None) -> Any:

@@ -41,13 +41,19 @@ class Compiler:
         sql, params = self.members(tree)
         return f"SELECT count(*) FROM ({sql}) m", params
 
-    def _node(self, node: dict, bind: Binder, stack: tuple[str, ...]) -> str:
+    def _node(self, node: dict, bind: Binder, stack: tuple[str, ...], path: str = "") -> str:
+        # ``path``: the JSON path of the node in the tree compiled; inside a referenced segment's
+        # tree, the path of the reference that led there (errors point at what the user wrote).
+        def at(suffix: str) -> str:
+            return path if stack else path + suffix
+
         if "and" in node or "or" in node:
             key = "and" if "and" in node else "or"
             joiner = f" {key.upper()} "
-            return "(" + joiner.join(self._node(c, bind, stack) for c in node[key]) + ")"
+            return "(" + joiner.join(self._node(c, bind, stack, at(f"/{key}/{i}"))
+                                     for i, c in enumerate(node[key])) + ")"
         if "not" in node:
-            return f"NOT ({self._node(node['not'], bind, stack)})"
+            return f"NOT ({self._node(node['not'], bind, stack, at('/not'))})"
         if "trait" in node:
             return self._trait(node, bind)
         if "event" in node:
@@ -55,12 +61,12 @@ class Compiler:
         if "segment" in node:
             sid = node["segment"]
             if sid in stack:
-                raise InvalidTree([TreeError("/segment", "segments refer to each other in a "
+                raise InvalidTree([TreeError(at("/segment"), "segments refer to each other in a "
                                              "circle: " + " → ".join(stack + (sid,)))])
             tree = self.segment(sid)
             if tree is None:
-                raise InvalidTree([TreeError("/segment", f"no segment {sid!r}")])
-            return f"({self._node(tree, bind, stack + (sid,))})"
+                raise InvalidTree([TreeError(at("/segment"), f"no segment {sid!r}")])
+            return f"({self._node(tree, bind, stack + (sid,), at('/segment'))})"
         if "identifier" in node:
             return (f"p.profile_id IN (SELECT profile_id FROM identifiers WHERE id_type = "
                     f"{bind(node['identifier'])} AND profile_id IS NOT NULL)")

@@ -189,6 +189,16 @@ def comparison(node: dict, path: str, errors: list[TreeError]) -> None:
             err(f"{path}/value", f"{op} takes a whole number of days (0–36500)")
 
 
+PROPERTY_PATH = ("must be a property path like revenue or product.category (keys without quotes "
+                 "or backslashes)")
+
+
+def property_path(prop: Any) -> bool:
+    """A dotted path of property keys: non-empty keys, no quote or backslash, ≤ 200 chars."""
+    return (isinstance(prop, str) and 0 < len(prop) <= 200
+            and all(part and '"' not in part and "\\" not in part for part in prop.split(".")))
+
+
 def property_filters(where: Any, path: str, errors: list[TreeError]) -> None:
     if not isinstance(where, list):
         errors.append(TreeError(path, "must be a list of {property, op, value} filters"))
@@ -200,9 +210,8 @@ def property_filters(where: Any, path: str, errors: list[TreeError]) -> None:
             continue
         _only(f, {"property", "op", "value"}, p, errors)
         prop = f.get("property")
-        if not isinstance(prop, str) or not prop or any(not part for part in prop.split(".")):
-            errors.append(TreeError(f"{p}/property", "must be a property path like revenue or "
-                                    "product.category"))
+        if not property_path(prop):
+            errors.append(TreeError(f"{p}/property", PROPERTY_PATH))
         comparison(f, p, errors)
 
 
