@@ -55,6 +55,11 @@ class Workspace:
         )
         if self.settings.resolve_identities:
             ingestor.after_commit.append(self.follower.poke)
+        # Erased people stay erased: events carrying their identifiers are dropped and counted.
+        from .identity.identifiers import Normaliser
+        from .privacy.suppression import SuppressionGate
+
+        ingestor.suppression = SuppressionGate(self.engine, Normaliser(self.identity_config))
         return ingestor
 
     @cached_property

@@ -117,14 +117,21 @@ def sources_enable(name, home, database_url) -> None:
 @store_options
 @json_option
 def status_command(home, database_url, as_json) -> None:
-    """Per source: events accepted, duplicates dropped, events failed, last event time."""
+    """Per source: events accepted, duplicates dropped, events failed, events of erased people
+    dropped, last event time; privacy requests pending too long."""
+    from ..privacy.dsr import overdue
+
     with open_workspace(home, database_url) as ws:
         rows = source_status(ws.engine)
+        late = overdue(ws)
     if as_json:
-        print_json({"sources": rows})
+        print_json({"sources": rows, "privacy_requests_overdue": late})
     else:
         print_table(rows, ["source", "channel", "accepted", "duplicates", "failed",
-                           "failed_pending", "failed_replayed", "last_event_at"])
+                           "failed_pending", "failed_replayed", "suppressed", "last_event_at"])
+        for r in late:
+            click.secho(f"privacy request {r['request_id']} ({r['type']}) {r['status']} since "
+                        f"{r['received_time']}: over {r['flag_after_days']} days", fg="yellow")
 
 
 @click.group("failed")

@@ -9,10 +9,11 @@ from ..store import Engine
 
 def source_status(engine: Engine) -> list[dict[str, Any]]:
     """One row per source: accepted, duplicates dropped, failed (all, still pending, replayed),
-    times."""
+    suppressed (events of erased people, dropped), times."""
     return engine.fetch_dicts(
         """
         SELECT s.name AS source, s.channel, s.source_id, st.accepted, st.duplicates, st.failed,
+               st.suppressed,
                COALESCE(p.pending, 0) AS failed_pending, COALESCE(p.replayed, 0) AS failed_replayed,
                st.last_event_at, st.last_received_at,
                s.rate_limit, s.tracking_plan IS NOT NULL AS has_tracking_plan

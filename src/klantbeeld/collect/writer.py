@@ -54,6 +54,8 @@ class Ingestor:
         # Called by the writer thread after each group commit; keep them cheap (identity resolution
         # only wakes its own thread). A failure is logged, never lost: the callbacks follow the store.
         self.after_commit: list[Callable[[], Any]] = []
+        # Privacy: the gate that drops events of erased people (klantbeeld.privacy.suppression).
+        self.suppression: Any = None
 
     # -- the synchronous core ------------------------------------------------------------------
     def ingest(self, jobs: list[Job]) -> list[Outcome]:
@@ -101,6 +103,10 @@ class Ingestor:
                 fail(r["job"], r["pos"], r["error_code"], describe(r["error_code"]), r["payload"],
                      r["message_id"], r["type"], r["received_at"])
             accepted = rows.filter(pc.is_null(rows.column("error_code")))
+        if self.suppression is not None and accepted is not None and accepted.num_rows:
+            accepted, dropped = self.suppression.split(accepted)
+            for sid, n in dropped.items():
+                stats.setdefault(sid, Counter())["suppressed"] += n
 
         with self.engine.transaction() as tx:
             try:
@@ -192,12 +198,12 @@ class Ingestor:
         for sid, counts in stats.items():
             tx.execute(
                 "UPDATE source_stats SET accepted = accepted + $a, duplicates = duplicates + $d, "
-                "failed = failed + $f, last_received_at = $now, "
+                "failed = failed + $f, suppressed = suppressed + $sp, last_received_at = $now, "
                 "last_event_at = CASE WHEN CAST($le AS TIMESTAMPTZ) IS NULL THEN last_event_at "
                 "WHEN last_event_at IS NULL OR last_event_at < CAST($le AS TIMESTAMPTZ) "
                 "THEN CAST($le AS TIMESTAMPTZ) ELSE last_event_at END WHERE source_id = $sid",
                 {"a": counts["accepted"], "d": counts["duplicates"], "f": counts["failed"],
-                 "now": now, "le": last_event.get(sid), "sid": sid},
+                 "sp": counts["suppressed"], "now": now, "le": last_event.get(sid), "sid": sid},
             )
 
     def expire_ids(self) -> int:

@@ -63,7 +63,8 @@ def allowed_sql(purpose_param: str, requires_consent: bool) -> str:
     """Live profile ids whose consent allows the purpose: the latest entry is 'granted' — or,
     for a purpose another lawful basis covers, no entry says otherwise. Restricted profiles are
     never allowed."""
-    restricted = "SELECT profile_id FROM profile_restrictions"
+    restricted = ("SELECT COALESCE(pr.merged_into, r.profile_id) FROM profile_restrictions r "
+                  "LEFT JOIN profiles pr ON pr.profile_id = r.profile_id")
     if requires_consent:
         return (f"SELECT live FROM ({latest_sql(purpose_param)}) l WHERE status = 'granted' "
                 f"AND live NOT IN ({restricted})")
@@ -104,8 +105,9 @@ def current(s: Session, pid: str, purposes: dict[str, bool]) -> dict[str, dict[s
     latest: dict[str, dict] = {}
     for r in history(s, pid):
         latest.setdefault(r["purpose"], r)
-    restricted = s.fetchone("SELECT 1 FROM profile_restrictions WHERE profile_id = $p",
-                            {"p": pid}) is not None
+    where, params = in_list(aliases(s, pid), "r")
+    restricted = s.fetchone(f"SELECT 1 FROM profile_restrictions WHERE profile_id IN {where}",
+                            params) is not None
     out = {}
     for purpose, needs in purposes.items():
         entry = latest.get(purpose)

@@ -1,7 +1,128 @@
-"""Data-subject request routes (OpenDSR-style): privacy or admin keys."""
+"""Data-subject request routes (OpenDSR-style): privacy or admin keys.
+
+The router also brings its own start-up work into the app (FastAPI merges a router's lifespan
+into the app's, inside it, so the workspace is open by then): it hangs the suppression gate on the
+ingestor — events of erased people are dropped from the first request on — and works through
+pending requests every ``privacy_interval_minutes``.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from contextlib import asynccontextmanager
+from typing import Any, Literal
 
-router = APIRouter(tags=["privacy"])
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+
+from ..collect.sources import Principal
+from ..http import ApiError, json_response, require
+from . import dsr
+from .access import archive_path
+from .suppression import install
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    from ..schedule import Periodic
+
+    ws = app.state.workspace
+    install(ws)
+    runner = Periodic("privacy-requests", ws.settings.privacy_interval_minutes * 60,
+                      lambda: len(dsr.process_pending(ws, "schedule"))).start()
+    try:
+        yield
+    finally:
+        runner.stop()
+
+
+router = APIRouter(tags=["privacy"], lifespan=_lifespan)
+privacy = require("privacy", "admin")
+
+
+class Identity(BaseModel):
+    type: str = Field(description="An identifier type: email, phone, user_id, anonymous_id, …")
+    value: str | None = Field(None, description="The raw value; normalised and hashed on arrival.")
+    hash: str | None = Field(None, description="Or: SHA-256 (hex) of the normalised value.")
+
+
+class RequestBody(BaseModel):
+    type: Literal["access", "portability", "erasure", "rectification", "restriction",
+                  "objection"]
+    identities: list[Identity] = Field(min_length=1)
+    detail: dict[str, Any] | None = Field(
+        None, description='Rectification only: {"traits": {name: corrected value}}.')
+
+
+def _actor(principal: Principal) -> str:
+    return f"key:{principal.key_id}"
+
+
+def _run(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except dsr.RequestNotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except dsr.RequestConflict as exc:
+        raise ApiError(409, "request_conflict", str(exc)) from None
+    except ValueError as exc:
+        raise ApiError(400, "invalid_request", str(exc)) from None
+
+
+@router.post("/v1/privacy/requests", operation_id="submit_privacy_request", status_code=201)
+def submit(body: RequestBody, request: Request, who: Principal = Depends(privacy)):
+    """Record a data-subject request → 201 with its id, received and expected completion time."""
+    identities = [i.model_dump(exclude_none=True) for i in body.identities]
+    made = _run(dsr.submit, request.app.state.workspace, body.type, identities, _actor(who),
+                body.detail)
+    return json_response(made, status=201)
+
+
+@router.get("/v1/privacy/requests", operation_id="list_privacy_requests",
+            dependencies=[Depends(privacy)])
+def list_all(request: Request,
+             status: Literal["pending", "in_progress", "completed", "cancelled",
+                             "failed"] | None = None,
+             limit: int = Query(100, ge=1, le=1000)):
+    """Requests, newest first."""
+    return json_response({"requests": _run(dsr.list_requests, request.app.state.workspace,
+                                           status, limit)})
+
+
+@router.get("/v1/privacy/requests/{request_id}", operation_id="get_privacy_request",
+            dependencies=[Depends(privacy)])
+def show(request_id: str, request: Request):
+    """One request: status, times, result."""
+    return json_response(_run(dsr.get, request.app.state.workspace, request_id))
+
+
+@router.delete("/v1/privacy/requests/{request_id}", operation_id="cancel_privacy_request")
+def cancel(request_id: str, request: Request, who: Principal = Depends(privacy)):
+    """Cancel a pending request (409 once it has started)."""
+    return json_response(_run(dsr.cancel, request.app.state.workspace, request_id, _actor(who)))
+
+
+@router.get("/v1/privacy/requests/{request_id}/download", operation_id="download_privacy_archive",
+            dependencies=[Depends(privacy)])
+def download(request_id: str, request: Request):
+    """The ZIP of a completed access or portability request."""
+    ws = request.app.state.workspace
+    found = _run(dsr.get, ws, request_id)
+    if found["type"] not in ("access", "portability"):
+        raise ApiError(409, "request_conflict", f"privacy request {request_id} is an "
+                       f"{found['type']} request: it has no archive")
+    if found["status"] != "completed":
+        raise ApiError(409, "request_conflict",
+                       f"privacy request {request_id} is {found['status']}, not completed")
+    path = archive_path(ws, request_id)
+    if not (found["result"] or {}).get("file") or not path.exists():
+        raise ApiError(404, "not_found", f"privacy request {request_id} has no archive here "
+                       "(nothing matched, it was erased since, or it is on another server)")
+    return FileResponse(path, media_type="application/zip", filename=path.name)
+
+
+@router.post("/v1/privacy/process", operation_id="process_privacy_requests")
+def process(request: Request, who: Principal = Depends(privacy)):
+    """Carry out every pending request now → the requests as they ended."""
+    return json_response({"requests": dsr.process_pending(request.app.state.workspace,
+                                                          _actor(who))})

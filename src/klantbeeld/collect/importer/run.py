@@ -320,6 +320,9 @@ def _drive(ws: Workspace, src: Source, report: ImportReport, chunks: Iterator,
            where: dict[str, str], unit: str, total: int | None, progress_unit: str,
            progress: bool, finish=None) -> ImportReport:
     """Feed every chunk to the writer, keep the counts, record the run; return the report."""
+    from ...privacy.suppression import install
+
+    install(ws)  # events of erased people are dropped (and counted) before they are stored
     started = time.perf_counter()
     bar = tqdm(total=total, unit=progress_unit, unit_scale=True, disable=not progress,
                file=sys.stderr, desc=f"import → {src.name}", leave=False)
