@@ -183,9 +183,14 @@ FROM (
 _SQL = """
 WITH {input_cte}y AS (
     SELECT *,
-        TRY_CAST(ts_text AS TIMESTAMPTZ) AS ts_given,
-        TRY_CAST(ots_text AS TIMESTAMPTZ) AS ots_given,
-        TRY_CAST(sent_text AS TIMESTAMPTZ) AS sent_at
+        -- ISO dates have zero-padded months and days (2024-03-01); DuckDB would also read
+        -- 2024-3-1, which the Python path (and PostgreSQL's ISO reading) refuses.
+        CASE WHEN starts_with_iso_date(ts_text) THEN TRY_CAST(ts_text AS TIMESTAMPTZ) END
+            AS ts_given,
+        CASE WHEN starts_with_iso_date(ots_text) THEN TRY_CAST(ots_text AS TIMESTAMPTZ) END
+            AS ots_given,
+        CASE WHEN starts_with_iso_date(sent_text) THEN TRY_CAST(sent_text AS TIMESTAMPTZ) END
+            AS sent_at
     FROM {input_name}
 ), z AS (
     SELECT *, COALESCE(ots_given, ts_given) AS original_timestamp FROM y
@@ -227,6 +232,8 @@ class Canonicaliser:
         self._con = duckdb.connect(":memory:")
         self._con.execute("SET threads = 2")
         self._con.execute("SET GLOBAL TimeZone = 'UTC'")  # zone-less timestamps: UTC, not host time
+        self._con.execute("CREATE MACRO starts_with_iso_date(t) AS "
+                          "regexp_matches(t, '^[0-9]{4}-[0-9]{2}-[0-9]{2}')")
         self._lock = threading.Lock()
 
     def check_raw(self, raw_input: pa.Table) -> pa.Table:
