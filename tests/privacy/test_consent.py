@@ -8,6 +8,7 @@ import csv
 import io
 from datetime import datetime, timedelta, timezone
 
+import orjson
 import pytest
 from conftest import Cli
 
@@ -179,3 +180,32 @@ def test_consent_cli(database_url, tmp_path):
     assert shown["purposes"]["email_marketing"]["allowed"] is False
     assert "bad" in cli("consent", "set", "user_id:ann", "--purpose", "advertising=bad",
                         code=1).output
+
+
+def test_ad_platform_exports_hash_identifiers_as_each_platform_requires(api):
+    # the REFERENCE vectors: Google hashes the e-mail (gmail dots removed) and +E.164 phone; Meta
+    # the phone's digits without '+'
+    api.send([{"type": "identify", "userId": "dana", "timestamp": ago(60),
+               "traits": {"email": "John.Smith@GMail.com", "phone": "+1 800 5550101"}},
+              consent_event("dana", 50, advertising="granted")])
+    api.api.admin("POST", "/v1/segments", json={"name": "Dana", "definition": {
+        "identifier": "user_id"}})
+
+    def export(destination: str, identifiers: str) -> dict:
+        r = api.get("/v1/segments/dana/export", params={
+            "purpose": "advertising", "format": "jsonl", "identifiers": identifiers,
+            "destination": destination})
+        assert r.status_code == 200, r.text
+        rows = [orjson.loads(line) for line in r.text.splitlines() if line]
+        assert len(rows) == 1
+        return rows[0]
+
+    google = export("google", "email,phone")
+    assert google["email"] == "3586de92bb3636d0885a12eff961429a32e4ebd764b96f50d85d016f9338d586"
+    assert google["phone"] == "61d6c2976b5d92b1ad63073a12fddd26040cd980067d03a93dd1cc50f1a3ac68"
+    meta = export("meta", "phone,user_id")
+    assert meta["phone"] == "cc4160cbb01658fcff52a57f3403e0e9c7a4735cff1574df41ee3f3036697468"
+    assert len(meta["user_id"]) == 64 and meta["user_id"] != "dana"
+    r = api.get("/v1/segments/dana/export", params={
+        "purpose": "advertising", "identifiers": "user_id", "destination": "google"})
+    assert r.status_code == 400 and "google takes no identifier" in r.json()["message"]

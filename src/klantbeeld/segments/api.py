@@ -158,6 +158,8 @@ def export(segment_id: str, request: Request,
            identifiers: str | None = Query(None, description="Comma-separated identifier types."),
            purpose: str = Query(description="What the export is for (email_marketing, "
                                 "advertising, …): only members whose consent allows it."),
+           destination: Literal["google", "meta"] | None = Query(
+               None, description="Hash the identifiers as this ad platform requires."),
            who: Principal = Depends(reader)):
     """Stream the members whose consent allows the purpose (restricted profiles never), with the
     chosen traits and identifiers."""
@@ -169,11 +171,11 @@ def export(segment_id: str, request: Request,
     allowed, params = _run(activation_filter, ws.privacy_config, purpose)
     trait_names, id_types = _names(traits), _names(identifiers)
     chunks = _run(export_chunks, ws.engine, segment_id, format, trait_names, id_types,
-                  only_profiles=allowed, only_params=params)
+                  only_profiles=allowed, only_params=params, destination=destination)
     with ws.engine.transaction() as tx:
         audit(tx, _actor(who), "segment.export", segment_id, orjson.dumps(
-            {"format": format, "purpose": purpose, "traits": trait_names,
-             "identifiers": id_types}).decode(), _now())
+            {"format": format, "purpose": purpose, "destination": destination,
+             "traits": trait_names, "identifiers": id_types}).decode(), _now())
     return StreamingResponse(chunks, media_type=MEDIA[format], headers={
         "Content-Disposition": f'attachment; filename="{segment_id}.{format}"'})
 

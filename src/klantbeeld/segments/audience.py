@@ -69,7 +69,8 @@ def overlap(engine: Engine, segment_ids: list[str]) -> dict[str, Any]:
 def export_members(engine: Engine, segment_id: str, out: BinaryIO, fmt: str,
                    traits: list[str], identifiers: list[str], batch_size: int = 10_000,
                    only_profiles: str | None = None,
-                   only_params: dict[str, Any] | None = None) -> int:
+                   only_params: dict[str, Any] | None = None,
+                   destination: str | None = None) -> int:
     """Write the segment's members to ``out``; return the number of rows written.
 
     One row per member, in profile id order: ``profile_id``, each chosen trait (computed ones win,
@@ -83,10 +84,14 @@ def export_members(engine: Engine, segment_id: str, out: BinaryIO, fmt: str,
     ``only_params`` (any name but ``sid``, ``after``, ``n``). It joins the member query as
     ``AND profile_id IN (<query>)``, so pagination, batches and counts stay as they are; never
     build it from user input.
+
+    ``destination`` (``google``, ``meta``): identifiers are normalised and hashed as that ad
+    platform requires (:mod:`klantbeeld.privacy.hashing`): ``email`` and ``phone`` as themselves,
+    other types as Meta's ``external_id``; a value the platform cannot take is left out.
     """
     rows = 0
     for chunk, n in _stream(engine, segment_id, fmt, traits, identifiers, batch_size,
-                            only_profiles, only_params):
+                            only_profiles, only_params, destination):
         out.write(chunk)
         rows += n
     return rows
@@ -95,7 +100,8 @@ def export_members(engine: Engine, segment_id: str, out: BinaryIO, fmt: str,
 def export_chunks(engine: Engine, segment_id: str, fmt: str, traits: list[str],
                   identifiers: list[str], batch_size: int = 10_000,
                   only_profiles: str | None = None,
-                  only_params: dict[str, Any] | None = None) -> Iterator[bytes]:
+                  only_params: dict[str, Any] | None = None,
+                  destination: str | None = None) -> Iterator[bytes]:
     """:func:`export_members` as byte chunks, for an HTTP streaming response. Arguments and the
     segment are checked now (a caller can answer 400 / 404 before streaming); rows are read
     lazily, a batch per chunk. Parquet writes to an in-memory sink that is emptied after each row
@@ -103,12 +109,14 @@ def export_chunks(engine: Engine, segment_id: str, fmt: str, traits: list[str],
     bytes per batch) are held: bounded memory without a temporary file.
     """
     return (chunk for chunk, _ in _stream(engine, segment_id, fmt, traits, identifiers,
-                                          batch_size, only_profiles, only_params) if chunk)
+                                          batch_size, only_profiles, only_params, destination)
+            if chunk)
 
 
 def _stream(engine: Engine, segment_id: str, fmt: str, traits: list[str],
             identifiers: list[str], batch_size: int, only_profiles: str | None,
-            only_params: dict[str, Any] | None) -> Iterator[tuple[bytes, int]]:
+            only_params: dict[str, Any] | None,
+            destination: str | None = None) -> Iterator[tuple[bytes, int]]:
     """Check everything, then return the generator of (chunk, rows in it)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
@@ -125,6 +133,7 @@ def _stream(engine: Engine, segment_id: str, fmt: str, traits: list[str],
         raise ValueError(f"batch_size must be a whole number from 1 to {MAX_BATCH}")
     if only_params and _OWN_PARAMS & set(only_params):
         raise ValueError(f"only_params may not use {', '.join(sorted(_OWN_PARAMS))}")
+    hasher = _hasher(destination, identifiers)
     with engine.session() as s:
         _check_segments(s, [segment_id], *in_list([segment_id], "s"))
     only = f" AND profile_id IN ({only_profiles})" if only_profiles else ""
@@ -132,11 +141,35 @@ def _stream(engine: Engine, segment_id: str, fmt: str, traits: list[str],
            "AND profile_id > $after ORDER BY profile_id LIMIT $n")
     params = {**(only_params or {}), "sid": segment_id, "n": batch_size}
     return _chunks(engine, sql, params, traits, identifiers,
-                   _ENCODERS[fmt](columns, traits, identifiers))
+                   _ENCODERS[fmt](columns, traits, identifiers), hasher)
+
+
+def _hasher(destination: str | None, identifiers: list[str]):
+    """A function (type, values) → values as ``destination`` takes them; None for no hashing."""
+    if destination is None:
+        return None
+    from ..privacy.hashing import hash_for
+
+    kinds = {t: t if t in ("email", "phone") else "external_id" for t in identifiers}
+    for t, kind in kinds.items():
+        try:
+            hash_for(destination, kind, "x@example.org" if kind == "email" else "+31612345678")
+        except ValueError as exc:
+            raise ValueError(f"{destination} takes no identifier of type {t!r} ({exc})") from None
+
+    def apply(id_type: str, values: set[str] | None) -> set[str] | None:
+        out = set()
+        for v in values or ():
+            try:
+                out.add(hash_for(destination, kinds[id_type], v))
+            except ValueError:   # a value the platform cannot take: left out
+                continue
+        return out or None
+    return apply
 
 
 def _chunks(engine: Engine, sql: str, params: dict[str, Any], traits: list[str],
-            identifiers: list[str], encoder: _Encoder) -> Iterator[tuple[bytes, int]]:
+            identifiers: list[str], encoder: _Encoder, hasher=None) -> Iterator[tuple[bytes, int]]:
     yield encoder.start(), 0
     after = ""
     while True:
@@ -146,6 +179,8 @@ def _chunks(engine: Engine, sql: str, params: dict[str, Any], traits: list[str],
                 break
             values = trait_values(s, ids, traits)
             idents = _identifiers(s, ids, identifiers)
+        if hasher is not None:
+            idents = {k: hasher(k[1], v) for k, v in idents.items()}
         rows = [{"profile_id": pid, **{t: values.get(pid, {}).get(t) for t in traits},
                  **{t: _one_or_list(idents.get((pid, t))) for t in identifiers}} for pid in ids]
         yield encoder.batch(rows), len(rows)

@@ -217,11 +217,14 @@ def overlap(segment_ids, home, database_url, as_json) -> None:
 @click.option("--purpose", required=True,
               help="What the export is for (email_marketing, advertising, …): only members whose "
                    "consent allows it are written.")
+@click.option("--hash-for", "destination", type=click.Choice(["google", "meta"]),
+              help="Normalise and hash the identifiers as this ad platform requires.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), required=True,
               help="File to write (- for standard output).")
 @store_options
 @user_errors(*ERRORS)
-def export(segment_id, fmt, traits, identifiers, purpose, output, home, database_url) -> None:
+def export(segment_id, fmt, traits, identifiers, purpose, destination, output, home,
+           database_url) -> None:
     """Write the members whose consent allows the purpose, with chosen traits and identifiers,
     streaming."""
     from datetime import datetime, timezone
@@ -236,7 +239,8 @@ def export(segment_id, fmt, traits, identifiers, purpose, output, home, database
 
         def write(out) -> int:
             return export_members(ws.engine, segment_id, out, fmt, _names(traits),
-                                  _names(identifiers), only_profiles=allowed, only_params=params)
+                                  _names(identifiers), only_profiles=allowed, only_params=params,
+                                  destination=destination)
 
         if str(output) == "-":
             rows = write(sys.stdout.buffer)
@@ -245,7 +249,8 @@ def export(segment_id, fmt, traits, identifiers, purpose, output, home, database
                 rows = write(out)
         with ws.engine.transaction() as tx:
             audit(tx, "cli", "segment.export", segment_id,
-                  orjson.dumps({"format": fmt, "purpose": purpose, "rows": rows}).decode(),
+                  orjson.dumps({"format": fmt, "purpose": purpose, "destination": destination,
+                                "rows": rows}).decode(),
                   datetime.now(timezone.utc))
     if str(output) != "-":
         click.echo(f"{rows:,} members → {output}", err=True)
