@@ -1,4 +1,4 @@
-"""`python -m benchmarks [ingest] [import] [identity] [--engines duckdb,postgres] [--quick]`.
+"""`python -m benchmarks [ingest] [import] [identity] [segments] [erasure] [--engines duckdb,postgres] [--quick]`.
 
 Prints one table per benchmark and writes every figure to bench-results/latest.json.
 """
@@ -11,6 +11,8 @@ import os
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
+
+BENCHMARKS = ("ingest", "import", "identity", "segments", "erasure")
 
 
 def _table(title: str, rows: list[dict], columns: list[str]) -> str:
@@ -28,12 +30,19 @@ def _table(title: str, rows: list[dict], columns: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("which", nargs="*", default=["ingest", "import", "identity"])
+    parser.add_argument("which", nargs="*", default=list(BENCHMARKS),
+                        help="Which benchmarks: " + ", ".join(BENCHMARKS) + " (default: all).")
     parser.add_argument("--engines", default="duckdb,postgres")
     parser.add_argument("--quick", action="store_true", help="Smaller runs, for a smoke check.")
+    parser.add_argument("--segments-pg-full", action="store_true",
+                        help="Segments: run PostgreSQL at the full scale too (loading 20M events "
+                             "takes many minutes); by default it runs at the --quick scale.")
     parser.add_argument("--pg-server", default=os.environ.get(
         "KLANTBEELD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432"))
     args = parser.parse_args()
+    unknown = sorted(set(args.which) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
     engines = args.engines.split(",")
     results: dict = {"when": datetime.now(timezone.utc).isoformat(), "cpus": os.cpu_count(),
                      "python": platform.python_version()}
@@ -80,6 +89,41 @@ def main() -> None:
         out.append(_table("Identity: profile lookup by identifier, open loop", res["identity_lookup"],
                           ["mode", "profiles", "rate", "seconds", "requests", "achieved_rate",
                            "p50_ms", "p99_ms", "max_ms", "errors", "p99_under_20ms", "statuses"]))
+    if "segments" in args.which:
+        from . import segments
+
+        profiles, events = (100_000, 2_000_000) if args.quick else (1_000_000, 20_000_000)
+        pg = (profiles, events) if args.segments_pg_full else (100_000, 2_000_000)
+        res = segments.run(engines, profiles, events, args.pg_server, *pg)
+        results.update(res)
+        out.append(_table("Segments: the store (set-based in DuckDB) and the computed trait "
+                          "lifetime_revenue", res["segments_data"],
+                          ["engine", "scale", "profiles", "profile_rows", "identifiers", "events",
+                           "order_events", "identity_links", "profile_traits", "generate_s",
+                           "events_s", "load", "load_s", "trait_refresh_s", "trait_rows"]))
+        out.append(_table(f"Segments: typical segment and preview (a warm-up, then the median of "
+                          f"{segments.RUNS})", res["segments_queries"],
+                          ["engine", "scale", "query", "members", "median_ms", "min_ms", "max_ms",
+                           "first_ms", "ratio_to_hand", "target", "met", "same_ids", "load_1m"]))
+    if "erasure" in args.which:
+        from . import erasure
+
+        profiles, events = (100_000, 2_000_000) if args.quick else (1_000_000, 20_000_000)
+        res = erasure.run(profiles, events)
+        results.update(res)
+        out.append(_table("Erasure: the store (DuckDB, set-based)", res["erasure_store"],
+                          ["profiles", "events", "identifiers", "identity_links",
+                           "profile_traits", "generate_s", "segments_sync_s", "file_gb"]))
+        out.append(_table("Erasure of one person (request → completed) and the zero-hit search",
+                          res["erasure"],
+                          ["status", "values", "profile_ids", "events_erased", "seconds_total",
+                           "delete_s", "compaction_s", "file_scan_s", "file_gb_before",
+                           "file_gb_after", "rows_hit_before", "file_hits_before",
+                           "rows_hit_after", "file_hits_after", "table_search_s",
+                           "others_events_unchanged"]))
+        out.append(_table("Erasure: the collection gate on 20,000 events", res["erasure_gate"],
+                          ["suppressions_before", "split_20k_ms_before", "suppressions_after",
+                           "split_20k_ms_after"]))
     print("\n".join(out))
     # Keep the figures of benchmarks not run this time; replace those that were.
     latest = Path("bench-results/latest.json")
