@@ -1,4 +1,4 @@
-"""`python -m benchmarks [ingest] [import] [identity] [segments] [erasure] [--engines duckdb,postgres] [--quick]`.
+"""`python -m benchmarks [ingest] [import] [identity] [segments] [realtime] [erasure] [--engines duckdb,postgres] [--quick]`.
 
 Prints one table per benchmark and writes every figure to bench-results/latest.json.
 """
@@ -12,7 +12,7 @@ import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
-BENCHMARKS = ("ingest", "import", "identity", "segments", "erasure")
+BENCHMARKS = ("ingest", "import", "identity", "segments", "realtime", "erasure")
 
 
 def _table(title: str, rows: list[dict], columns: list[str]) -> str:
@@ -105,6 +105,14 @@ def main() -> None:
                           f"{segments.RUNS})", res["segments_queries"],
                           ["engine", "scale", "query", "members", "median_ms", "min_ms", "max_ms",
                            "first_ms", "ratio_to_hand", "target", "met", "same_ids", "load_1m"]))
+    if "realtime" in args.which:
+        from . import segments_realtime
+
+        profiles, events = (100_000, 2_000_000) if args.quick else (1_000_000, 20_000_000)
+        rows = segments_realtime.run(profiles, events)
+        results["segments_realtime"] = rows
+        out.append(_table("Keeping traits and segments current (DuckDB)", rows,
+                          ["scale", "step", "profiles", "mode", "seconds"]))
     if "erasure" in args.which:
         from . import erasure
 
