@@ -42,6 +42,23 @@ def error_response(status: int, code: str, message: str,
     return json_response(body, status, headers)
 
 
+def refuse_unstorable(*values: Any) -> None:
+    """400 for input no store keeps, looked into lists and dicts: text with NUL (0x00), which
+    PostgreSQL refuses in text and JSON, and integers past 64 bits, which JSON cannot carry.
+    Called in a route's body, so a refused key still gets its 401 or 403 first."""
+    stack = list(values)
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str) and "\x00" in value:
+            raise ApiError(400, "invalid_request", "text may not contain NUL (0x00) characters")
+        if isinstance(value, int) and not -2**63 <= value < 2**64:
+            raise ApiError(400, "invalid_request", "numbers must fit in 64 bits")
+        if isinstance(value, dict):
+            stack.extend(value.items())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+
+
 def key_from_headers(request: Request) -> str | None:
     header = request.headers.get("authorization")
     if not header:

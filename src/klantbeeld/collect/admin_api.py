@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from ..http import ApiError, json_response, require
+from ..http import ApiError, json_response, refuse_unstorable, require
 from . import failed as failed_store
 from .plans import PlanError, validate_plan
 from .sources import CHANNELS, SourceError, create_source, get_source, list_sources, set_tracking_plan
@@ -44,6 +44,7 @@ def get_sources(request: Request):
 
 @router.post("/v1/sources", operation_id="create_source", status_code=201, dependencies=[admin])
 def post_source(body: NewSource, request: Request):
+    refuse_unstorable(body.name)
     try:
         source, key = create_source(request.app.state.engine, body.name, body.channel,
                                     body.rate_limit)
@@ -55,6 +56,7 @@ def post_source(body: NewSource, request: Request):
 @router.put("/v1/sources/{name}/tracking-plan", operation_id="set_tracking_plan",
             dependencies=[admin])
 def put_plan(name: str, plan: dict[str, Any], request: Request):
+    refuse_unstorable(name, plan)
     engine = request.app.state.engine
     source = _source(engine, name)
     try:
@@ -85,6 +87,7 @@ def get_status(request: Request):
 def get_failed_events(request: Request, source: str | None = None, reason: str | None = None,
                       status: Literal["failed", "replayed"] | None = "failed",
                       limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0)):
+    refuse_unstorable(source, reason)
     engine = request.app.state.engine
     try:
         items = failed_store.list_failed(engine, source, reason, status, limit, offset)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from ..collect.sources import Principal
-from ..http import ApiError, json_response, require
+from ..http import ApiError, json_response, refuse_unstorable, require
 from .manage import IdentityError, block_value, merge_profiles, split_identifier
 from .matching import decide_review, list_reviews, run_matching
 from .rebuild import rebuild
@@ -37,6 +37,7 @@ def _actor(principal: Principal) -> str:
 
 
 def _run(fn, *args):
+    refuse_unstorable(args)
     try:
         return fn(*args)
     except LookupError as exc:

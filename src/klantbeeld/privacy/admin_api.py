@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..collect.sources import Principal, SourceError
-from ..http import ApiError, json_response, require
+from ..http import ApiError, json_response, refuse_unstorable, require
 from .audit import KeyConflict, KeyNotFound, list_audit, list_keys, new_key, revoke_key
 
 router = APIRouter(tags=["privacy"])
@@ -41,6 +41,7 @@ def audit_trail(request: Request, action: str | None = Query(
         limit: int = Query(100, ge=1, le=10_000),
         who: Principal = Depends(auditors)):
     """Who did what, when, oldest first; pass ``next_after`` back as ``after``."""
+    refuse_unstorable(action, actor, since)
     try:
         page = list_audit(request.app.state.workspace.engine, action=action, actor=actor,
                           since=since, limit=limit, after=after)
@@ -58,6 +59,7 @@ def keys(request: Request):
 @router.post("/v1/keys", operation_id="create_key", status_code=201)
 def create(body: KeyBody, request: Request, who: Principal = Depends(admin)):
     """Make a key; the answer holds it (``key``) — the only time it is shown."""
+    refuse_unstorable(body.source, body.label)
     try:
         made = new_key(request.app.state.workspace.engine, body.role, body.source, body.label,
                        _actor(who))
@@ -71,6 +73,7 @@ def create(body: KeyBody, request: Request, who: Principal = Depends(admin)):
 @router.delete("/v1/keys/{key_id}", operation_id="revoke_key")
 def revoke(key_id: str, request: Request, who: Principal = Depends(admin)):
     """Revoke a key: from now on it gets 401. A key cannot revoke itself (409)."""
+    refuse_unstorable(key_id)
     try:
         row = revoke_key(request.app.state.workspace.engine, key_id, _actor(who),
                          current_key_id=who.key_id)

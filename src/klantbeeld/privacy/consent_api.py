@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from ..collect.sources import Principal
-from ..http import ApiError, json_response, require
+from ..http import ApiError, json_response, refuse_unstorable, require
 from ..identity.persist import audit
 from ..profiles.lookup import ProfileNotFound, resolve_ref
 from . import consent
@@ -29,6 +29,7 @@ class ConsentBody(BaseModel):
 
 
 def _pid(ws, ref: str) -> str:
+    refuse_unstorable(ref)
     try:
         return resolve_ref(ws, ref)
     except ProfileNotFound as exc:
@@ -69,6 +70,7 @@ def get_consent(ref: str, request: Request):
 def post_consent(body: ConsentBody, request: Request, who: Principal = Depends(writers)):
     ws = request.app.state.workspace
     pid = _pid(ws, body.identifier)
+    refuse_unstorable(body.lawful_basis, body.proof)
     try:
         view = set_consent(ws, pid, body.purposes, f"key:{who.key_id}", body.lawful_basis,
                            body.proof)

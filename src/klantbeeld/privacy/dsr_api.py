@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from ..collect.sources import Principal
-from ..http import ApiError, json_response, require
+from ..http import ApiError, json_response, refuse_unstorable, require
 from . import dsr
 from .access import archive_path
 from .suppression import install
@@ -59,6 +59,7 @@ def _actor(principal: Principal) -> str:
 
 
 def _run(fn, *args, **kwargs):
+    refuse_unstorable(args, kwargs)
     try:
         return fn(*args, **kwargs)
     except dsr.RequestNotFound as exc:

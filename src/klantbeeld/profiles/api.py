@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 
 from ..collect.sources import Principal
-from ..http import ApiError, json_response, require
+from ..http import ApiError, json_response, refuse_unstorable, require
 from ..privacy.audit import audit_read
 from .lookup import ProfileNotFound, get_profile, profile_events, resolve_ref, search_profiles
 
@@ -17,6 +17,7 @@ reader = Depends(require("admin", "read"))
 
 
 def _pid(request: Request, ref: str) -> str:
+    refuse_unstorable(ref)
     try:
         return resolve_ref(request.app.state.workspace, ref)
     except ProfileNotFound as exc:
@@ -32,6 +33,7 @@ def search(request: Request, identifier: str | None = Query(
     """Search by trait (``trait.city=Utrecht``, repeatable, all must match) and identifier prefix."""
     traits = {k[len("trait."):]: v for k, v in request.query_params.items()
               if k.startswith("trait.") and len(k) > len("trait.")}
+    refuse_unstorable(identifier, traits)
     try:
         found = search_profiles(request.app.state.workspace, traits, identifier, limit)
     except ValueError as exc:

@@ -52,6 +52,22 @@ def display(value: Any, num: float | None, txt: str | None, ts: datetime | None)
     return txt
 
 
+def trait_values(s: Session, pids: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
+    """profile → {trait: value} for the chosen traits (computed ones win over sent ones)."""
+    if not pids or not names:
+        return {}
+    pw, pp = in_list(pids, "p")
+    nw, np_ = in_list(names, "n")
+    out: dict[str, dict[str, Any]] = {}
+    rows = s.fetchall("SELECT profile_id, name, kind, value, num, txt, ts FROM profile_traits "
+                      f"WHERE profile_id IN {pw} AND name IN {nw} "
+                      "ORDER BY CASE kind WHEN 'computed' THEN 1 ELSE 0 END",
+                      {**pp, **np_})
+    for pid, name, _kind, value, num, txt, ts in rows:  # sent first; computed ones overwrite
+        out.setdefault(pid, {})[name] = display(value, num, txt, ts)
+    return out
+
+
 def materialise(s: Session, config: IdentityConfig, pids: list[str], now: datetime) -> int:
     """Re-store the merged sent traits of these profiles; returns the rows written."""
     written = 0

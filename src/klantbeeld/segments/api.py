@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from ..collect.sources import Principal
-from ..http import ApiError, json_response, require
+from ..http import ApiError, json_response, refuse_unstorable, require
 from ..identity.persist import audit
 from ..profiles.computed import InvalidDefinition
 from ..profiles.trait_defs import TraitExists, TraitNotFound
@@ -59,6 +59,7 @@ def _actor(principal: Principal) -> str:
 
 
 def _run(fn, *args, **kwargs):
+    refuse_unstorable(args, kwargs)
     try:
         return fn(*args, **kwargs)
     except (InvalidTree, InvalidDefinition) as exc:
@@ -69,7 +70,7 @@ def _run(fn, *args, **kwargs):
         raise ApiError(404, "not_found", str(exc)) from None
     except (SegmentConflict, TraitExists) as exc:
         raise ApiError(409, "conflict", str(exc)) from None
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:   # OverflowError: a date outside years 1-9999
         raise ApiError(400, "invalid_request", str(exc)) from None
 
 

@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 
 from ..store import Engine
 from ..store.dialect import in_list
-from .service import SegmentNotFound, trait_values
+from ..profiles.materialise import trait_values
+from .service import SegmentNotFound
 
 FORMATS = ("csv", "jsonl", "parquet")
 MAX_OVERLAP = 20
@@ -74,7 +75,7 @@ def export_members(engine: Engine, segment_id: str, out: BinaryIO, fmt: str,
     """Write the segment's members to ``out``; return the number of rows written.
 
     One row per member, in profile id order: ``profile_id``, each chosen trait (computed ones win,
-    see :func:`.service.trait_values`), and per chosen identifier type its values (sorted; a list
+    see :func:`klantbeeld.profiles.materialise.trait_values`), and per chosen identifier type its values (sorted; a list
     when several, a string when one, null when none). ``csv``: a header row, non-strings as JSON
     text; ``jsonl``: a JSON object per line; ``parquet``: a row group per batch, traits as strings
     (JSON text for non-strings) so every batch has the same schema, identifiers as list<string>.

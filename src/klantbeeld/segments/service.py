@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..identity.persist import audit
-from ..profiles.materialise import display
+from ..profiles.materialise import trait_values
 from ..profiles.trait_defs import ComputedTraits, TraitNotFound
 from ..store import Session
-from ..store.dialect import in_list
 from . import membership, tree as trees
 from .compile import Compiler
 from .config import SEGMENT_ID, SegmentsConfig, load_segments_config
@@ -334,7 +333,7 @@ class Segments:
             return set()
         wanted = set(names)
         return {sid for sid, d in s.fetchall("SELECT segment_id, definition FROM segments")
-                if wanted & _trait_names(_loads(d))}
+                if wanted & trees.trait_names(_loads(d))}
 
     def _out(self, row: dict) -> dict[str, Any]:
         return {"id": row["segment_id"], "name": row["name"], "description": row["description"],
@@ -371,33 +370,3 @@ class _Writing:
 
 def _loads(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, (str, bytes)) else value
-
-
-def _trait_names(tree: Any) -> set[str]:
-    if not isinstance(tree, dict):
-        return set()
-    if "trait" in tree:
-        return {tree["trait"]}
-    found: set[str] = set()
-    for key in ("and", "or"):
-        for child in tree.get(key, ()):
-            found |= _trait_names(child)
-    if "not" in tree:
-        found |= _trait_names(tree["not"])
-    return found
-
-
-def trait_values(s: Session, pids: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
-    """profile → {trait: value} for the chosen traits (computed ones win over sent ones)."""
-    if not pids or not names:
-        return {}
-    pw, pp = in_list(pids, "p")
-    nw, np_ = in_list(names, "n")
-    out: dict[str, dict[str, Any]] = {}
-    rows = s.fetchall("SELECT profile_id, name, kind, value, num, txt, ts FROM profile_traits "
-                      f"WHERE profile_id IN {pw} AND name IN {nw} "
-                      "ORDER BY CASE kind WHEN 'computed' THEN 1 ELSE 0 END",
-                      {**pp, **np_})
-    for pid, name, _kind, value, num, txt, ts in rows:  # sent first; computed ones overwrite
-        out.setdefault(pid, {})[name] = display(value, num, txt, ts)
-    return out

@@ -82,6 +82,21 @@ def references(tree: Any) -> set[str]:
     return found
 
 
+def trait_names(tree: Any) -> set[str]:
+    """The trait names a (valid) tree compares."""
+    if not isinstance(tree, dict):
+        return set()
+    if "trait" in tree:
+        return {tree["trait"]}
+    found: set[str] = set()
+    for key in ("and", "or"):
+        for child in tree.get(key, ()):
+            found |= trait_names(child)
+    if "not" in tree:
+        found |= trait_names(tree["not"])
+    return found
+
+
 def _node(node: Any, path: str, errors: list[TreeError], depth: int) -> None:
     err = lambda p, m: errors.append(TreeError(p, m))  # noqa: E731
     if depth > MAX_DEPTH:
@@ -238,8 +253,8 @@ def _event(node: dict, path: str, errors: list[TreeError]) -> None:
     if "between_days" in node:
         b = node["between_days"]
         if (not isinstance(b, list) or len(b) != 2 or not all(_whole(x) for x in b)
-                or b[0] >= b[1]):
-            err(f"{path}/between_days", "must be [N, M] with whole numbers 0 ≤ N < M")
+                or b[0] >= b[1] or b[1] > 36_500):
+            err(f"{path}/between_days", "must be [N, M] with whole numbers 0 ≤ N < M ≤ 36500")
     if "performed" in node:
         if not isinstance(node["performed"], bool):
             err(f"{path}/performed", "must be true or false")
