@@ -26,6 +26,7 @@ from .privacy.admin_api import router as privacy_admin_router
 from .privacy.consent_api import router as consent_router
 from .privacy.dsr_api import router as dsr_router
 from .segments.api import router as segments_router
+from .privacy.dsr import process_pending
 from .privacy.retention import run as run_retention
 from .schedule import Periodic
 from .settings import Settings, load_settings
@@ -61,9 +62,12 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
                              ws.segments.refresh).start()
         retention = Periodic("retention", ws.settings.retention_interval_hours * 3600,
                              lambda: run_retention(ws, actor="schedule")).start()
+        requests = Periodic("privacy-requests", ws.settings.privacy_interval_minutes * 60,
+                            lambda: len(process_pending(ws, "schedule"))).start()
         try:
             yield
         finally:
+            requests.stop()
             retention.stop()
             refresher.stop()
             ws.ingestor.stop()

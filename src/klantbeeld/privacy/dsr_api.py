@@ -1,17 +1,11 @@
-"""Data-subject request routes (OpenDSR-style): privacy or admin keys.
-
-The router also brings its own start-up work into the app (FastAPI merges a router's lifespan
-into the app's, inside it, so the workspace is open by then): it hangs the suppression gate on the
-ingestor — events of erased people are dropped from the first request on — and works through
-pending requests every ``privacy_interval_minutes``.
-"""
+"""Data-subject request routes (OpenDSR-style): privacy or admin keys. The server works through
+pending requests every ``privacy_interval_minutes`` (see :mod:`klantbeeld.app`)."""
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
@@ -19,24 +13,9 @@ from ..collect.sources import Principal
 from ..http import ApiError, json_response, refuse_unstorable, require
 from . import dsr
 from .access import archive_path
-from .suppression import install
 
 
-@asynccontextmanager
-async def _lifespan(app: FastAPI):
-    from ..schedule import Periodic
-
-    ws = app.state.workspace
-    install(ws)
-    runner = Periodic("privacy-requests", ws.settings.privacy_interval_minutes * 60,
-                      lambda: len(dsr.process_pending(ws, "schedule"))).start()
-    try:
-        yield
-    finally:
-        runner.stop()
-
-
-router = APIRouter(tags=["privacy"], lifespan=_lifespan)
+router = APIRouter(tags=["privacy"])
 privacy = require("privacy", "admin")
 
 
