@@ -218,7 +218,7 @@ def test_validation_errors_name_the_node_by_its_json_path():
     assert errors == {
         "/and/1/count": "at_least must be a whole number ≥ 0",
         "/and/2/or/0/value": "> compares with a number (use before/after for dates)",
-        "/and/2/or/1/between_days": "must be [N, M] with whole numbers 0 ≤ N < M",
+        "/and/2/or/1/between_days": "must be [N, M] with whole numbers 0 ≤ N < M ≤ 36500",
         "/and/3/not/consent": "must be a non-empty name of at most 200 characters",
     }
     with pytest.raises(InvalidTree, match="/and/1/count: at_least must be a whole number ≥ 0"):
