@@ -12,9 +12,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..config_files import load_yaml_model
 from .match_settings import MatchSettings
 
 BUILT_IN_TYPES = ("user_id", "email", "phone", "anonymous_id", "device_id")
@@ -129,17 +129,4 @@ class IdentityConfig(BaseModel):
 
 def load_identity_config(path: Path | None) -> IdentityConfig:
     """The config in ``path`` (YAML), or the defaults when there is no file."""
-    if path is None or not path.exists():
-        return IdentityConfig()
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise IdentityConfigError(f"{path.name}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise IdentityConfigError(f"{path.name}: expected a mapping at the top level")
-    try:
-        return IdentityConfig(**data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise IdentityConfigError(f"{path.name}: {where}: {first['msg']}") from None
+    return load_yaml_model(path, IdentityConfig, IdentityConfigError)

@@ -10,9 +10,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..config_files import load_yaml_model
 from .tcf import DEFAULT_TCF_MAPPING
 
 DEFAULT_PURPOSES = ("analytics", "personalisation", "email_marketing", "advertising",
@@ -163,18 +163,4 @@ class PrivacyConfig(BaseModel):
 
 
 def load_privacy_config(path: Path | None) -> PrivacyConfig:
-    if path is None or not path.exists():
-        return PrivacyConfig()
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise PrivacyConfigError(f"{path.name}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise PrivacyConfigError(f"{path.name}: expected a mapping at the top level")
-    try:
-        return PrivacyConfig(**data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise PrivacyConfigError(f"{path.name}: {where + ': ' if where else ''}"
-                                 f"{first['msg'].removeprefix('Value error, ')}") from None
+    return load_yaml_model(path, PrivacyConfig, PrivacyConfigError)

@@ -10,9 +10,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..config_files import load_yaml_model
 from ..profiles import computed
 from . import tree as trees
 
@@ -117,18 +117,4 @@ class SegmentsConfig(BaseModel):
 
 
 def load_segments_config(path: Path | None) -> SegmentsConfig:
-    if path is None or not path.exists():
-        return SegmentsConfig()
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise SegmentsConfigError(f"{path.name}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise SegmentsConfigError(f"{path.name}: expected a mapping at the top level")
-    try:
-        return SegmentsConfig(**data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise SegmentsConfigError(f"{path.name}: {where + ': ' if where else ''}"
-                                  f"{first['msg'].removeprefix('Value error, ')}") from None
+    return load_yaml_model(path, SegmentsConfig, SegmentsConfigError)
