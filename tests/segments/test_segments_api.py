@@ -216,3 +216,21 @@ def test_lifecycle_segments_and_time_moving_people(api):
     assert api.members("new-customer") == set() and api.members("loyal") == set()
     assert api.members("at-risk") == {api.pid("new"), api.pid("loyal")}
     assert api.members("lapsed") == {api.pid("risk"), api.pid("lapsed")}
+
+
+def test_a_full_refresh_stores_the_same_traits_as_the_real_time_path(api):
+    """After a rebuild (or retention) every profile's sent traits are merged again in one pass;
+    the outcome equals what the per-profile real-time path stored."""
+    api.send(person("ann", "Utrecht", [(10, 60)]) + person("bob", "Delft", []))
+    api.send([{"type": "identify", "userId": "ann", "traits": {"city": "Leiden", "vip": True,
+                                                                "tags": ["a", "b"]},
+               "timestamp": ago(1)},
+              {"type": "identify", "userId": "bob", "traits": {"age": 42}, "timestamp": ago(2)}])
+    rows = "SELECT profile_id, name, value, num, txt, ts, is_list FROM profile_traits " \
+           "WHERE kind = 'trait' ORDER BY profile_id, name"
+    real_time = api.ws.engine.fetchall(rows)
+    assert len(real_time) >= 6
+    api.ws.engine.execute("UPDATE identity_state SET value = -1 WHERE name = 'segments_version'")
+    assert api.ws.update_segments()["mode"] == "full"
+    assert api.ws.engine.fetchall(rows) == real_time
+    assert api.members("lead") == {api.pid("bob")}

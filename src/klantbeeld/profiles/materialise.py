@@ -77,23 +77,63 @@ def materialise(s: Session, config: IdentityConfig, pids: list[str], now: dateti
         where, params = in_list(chunk, "p")
         s.execute(f"DELETE FROM profile_traits WHERE kind = 'trait' AND profile_id IN {where}",
                   params)
-        rows = [(pid, name, *typed(t["value"])) for pid, traits in merged.items()
-                for name, t in traits.items()]
-        if rows:
-            cols = list(zip(*rows))
-            s.append("profile_traits", pa.table({
-                "profile_id": pa.array(cols[0], pa.string()),
-                "name": pa.array(cols[1], pa.string()),
-                "kind": pa.array(["trait"] * len(rows), pa.string()),
-                "value": pa.array(cols[2], pa.string()),
-                "num": pa.array(cols[3], pa.float64()),
-                "txt": pa.array(cols[4], pa.string()),
-                "ts": pa.array(cols[5], pa.timestamp("us", tz="UTC")),
-                "is_list": pa.array(cols[6], pa.bool_()),
-                "computed_at": pa.array([now] * len(rows), pa.timestamp("us", tz="UTC")),
-            }))
-            written += len(rows)
+        written += _append(s, [(pid, name, *typed(t["value"])) for pid, traits in merged.items()
+                               for name, t in traits.items()], now)
     return written
+
+
+def materialise_all(s: Session, config: IdentityConfig, now: datetime,
+                    batch_rows: int = 50_000) -> int:
+    """Re-store the merged sent traits of every live profile, set-based: one pass over the
+    identify events in profile order (not a read per profile), merged per profile as they come."""
+    from .reads import source_names
+    from .traits import merge_traits
+
+    names = source_names(s)
+    s.execute("DELETE FROM profile_traits WHERE kind = 'trait'")
+    reader = s.fetch_arrow(
+        'SELECT ep.profile_id, e.source_id, e.channel, e."timestamp", e.payload '
+        "FROM events e JOIN event_profiles ep ON ep.seq = e.seq WHERE e.type = 'identify' "
+        'ORDER BY ep.profile_id, e."timestamp", e.seq')
+    written, pending, current, observations = 0, [], None, []
+
+    def flush() -> None:
+        if current is not None:
+            pending.extend((current, name, *typed(t["value"]))
+                           for name, t in merge_traits(observations, config).items())
+
+    for pid, source, channel, at, payload in zip(*(reader.column(i).to_pylist()
+                                                  for i in range(5))):
+        if pid != current:
+            flush()
+            current, observations = pid, []
+            if len(pending) >= batch_rows:
+                written += _append(s, pending, now)
+                pending = []
+        data = payload if isinstance(payload, dict) else orjson.loads(payload) if payload else {}
+        traits = data.get("traits")
+        if isinstance(traits, dict):
+            observations += [(k, v, names.get(source, source), channel, at)
+                             for k, v in traits.items()]
+    flush()
+    return written + _append(s, pending, now)
+
+
+def _append(s: Session, rows: list[tuple], now: datetime) -> int:
+    if rows:
+        cols = list(zip(*rows))
+        s.append("profile_traits", pa.table({
+            "profile_id": pa.array(cols[0], pa.string()),
+            "name": pa.array(cols[1], pa.string()),
+            "kind": pa.array(["trait"] * len(rows), pa.string()),
+            "value": pa.array(cols[2], pa.string()),
+            "num": pa.array(cols[3], pa.float64()),
+            "txt": pa.array(cols[4], pa.string()),
+            "ts": pa.array(cols[5], pa.timestamp("us", tz="UTC")),
+            "is_list": pa.array(cols[6], pa.bool_()),
+            "computed_at": pa.array([now] * len(rows), pa.timestamp("us", tz="UTC")),
+        }))
+    return len(rows)
 
 
 def _chunks(pids: list[str]) -> Iterator[list[str]]:

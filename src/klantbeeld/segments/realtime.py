@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from ..identity.persist import get_state, set_state
 from ..privacy.signals import record_signals
-from ..profiles.materialise import materialise
+from ..profiles.materialise import materialise, materialise_all
 from ..store import Session
 from ..store.dialect import in_list
 
@@ -41,15 +41,13 @@ def catch_up(segments: "Segments", now: datetime | None = None) -> dict[str, Any
             return {"mode": "idle", "profiles": 0}
         consents = record_signals(s, ws.privacy_config, lo, hi) if hi > lo else 0
         if version != seen or hi - lo > FULL_REFRESH_EVENTS:
-            profiles = [r[0] for r in s.fetchall(
-                "SELECT profile_id FROM profiles WHERE merged_into IS NULL")]
-            s.execute("DELETE FROM profile_traits WHERE kind = 'trait'")
-            materialise(s, ws.identity_config, profiles, now)
+            count = s.fetchone("SELECT count(*) FROM profiles WHERE merged_into IS NULL")[0]
+            materialise_all(s, ws.identity_config, now)
             segments.traits.refresh(s, now=now)
             compiler = segments._compiler(s, now)
             for sid in compiler_ids(s):
                 segments._compute(s, sid, now, compiler=compiler)
-            mode, count = "full", len(profiles)
+            mode = "full"
         else:
             touched = touched_profiles(s, lo, hi)
             scope(s, touched)
