@@ -1,0 +1,1 @@
+"""Predictive behaviour analytics: purchase, spend and lifetime-value models."""
