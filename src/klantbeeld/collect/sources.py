@@ -44,6 +44,11 @@ class Principal:
     role: str
     source: Source | None = None
 
+    @property
+    def actor(self) -> str:
+        """How the audit trail names this caller (never the key itself)."""
+        return f"key:{self.key_id}"
+
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()

@@ -32,9 +32,6 @@ class Decision(BaseModel):
     decision: Literal["accept", "reject"]
 
 
-def _actor(principal: Principal) -> str:
-    return f"key:{principal.key_id}"
-
 
 def _run(fn, *args):
     refuse_unstorable(args)
@@ -52,21 +49,21 @@ def _run(fn, *args):
 def block(body: IdentifierBody, request: Request, who: Principal = Depends(admin)):
     """Block a value: it links nothing from now on, nor in the past (profiles are re-resolved)."""
     return json_response(_run(block_value, request.app.state.workspace, body.identifier,
-                              _actor(who), body.reason))
+                              who.actor, body.reason))
 
 
 @router.post("/v1/identity/split", operation_id="split_identifier")
 def split(body: IdentifierBody, request: Request, who: Principal = Depends(admin)):
     """Split an identifier off its profile for good."""
     return json_response(_run(split_identifier, request.app.state.workspace, body.identifier,
-                              _actor(who), body.reason))
+                              who.actor, body.reason))
 
 
 @router.post("/v1/identity/merge", operation_id="merge_profiles")
 def merge(body: MergeBody, request: Request, who: Principal = Depends(admin)):
     """Merge two profiles (subject to the identifier limits; refusals are reported)."""
     return json_response(_run(merge_profiles, request.app.state.workspace, body.a, body.b,
-                              _actor(who), body.reason))
+                              who.actor, body.reason))
 
 
 @router.post("/v1/identity/rebuild", operation_id="rebuild_identity",
@@ -82,7 +79,7 @@ def rebuild_all(request: Request):
 @router.post("/v1/identity/match", operation_id="match_profiles")
 def match(request: Request, who: Principal = Depends(admin)):
     """Probabilistic matching: merge sure pairs, queue doubtful ones for review."""
-    return json_response(_run(run_matching, request.app.state.workspace, _actor(who)))
+    return json_response(_run(run_matching, request.app.state.workspace, who.actor))
 
 
 @router.get("/v1/identity/reviews", operation_id="list_reviews", dependencies=[Depends(admin)])
@@ -96,4 +93,4 @@ def reviews(request: Request, status: Literal["pending", "accepted", "rejected"]
 def decide(review_id: int, body: Decision, request: Request, who: Principal = Depends(admin)):
     """Accept (merge) or reject (keep apart, remembered) one queued pair."""
     return json_response(_run(decide_review, request.app.state.workspace, review_id,
-                              body.decision == "accept", _actor(who)))
+                              body.decision == "accept", who.actor))

@@ -16,9 +16,6 @@ admin = require("admin")
 auditors = require("admin", "privacy")
 
 
-def _actor(principal: Principal) -> str:
-    return f"key:{principal.key_id}"
-
 
 class KeyBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -62,7 +59,7 @@ def create(body: KeyBody, request: Request, who: Principal = Depends(admin)):
     refuse_unstorable(body.source, body.label)
     try:
         made = new_key(request.app.state.workspace.engine, body.role, body.source, body.label,
-                       _actor(who))
+                       who.actor)
     except KeyNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     except SourceError as exc:
@@ -75,7 +72,7 @@ def revoke(key_id: str, request: Request, who: Principal = Depends(admin)):
     """Revoke a key: from now on it gets 401. A key cannot revoke itself (409)."""
     refuse_unstorable(key_id)
     try:
-        row = revoke_key(request.app.state.workspace.engine, key_id, _actor(who),
+        row = revoke_key(request.app.state.workspace.engine, key_id, who.actor,
                          current_key_id=who.key_id)
     except KeyNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
@@ -102,7 +99,7 @@ def retention_run(request: Request, body: RetentionBody | None = None,
 
     ws = request.app.state.workspace
     try:
-        report = run(ws, dry_run=body.dry_run if body else False, actor=_actor(who))
+        report = run(ws, dry_run=body.dry_run if body else False, actor=who.actor)
     except ValueError as exc:
         raise ApiError(400, "invalid_retention", str(exc)) from None
     return json_response(report)

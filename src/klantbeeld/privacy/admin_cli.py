@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..cli_support import json_option, open_workspace, print_json, print_table, store_options, user_errors
+from ..cli_support import cli_actor, json_option, open_workspace, print_json, print_table, store_options, user_errors
 from ..collect.sources import ROLES
 
 ERRORS = (ValueError, LookupError)
-
-
-def _actor() -> str:
-    import getpass
-
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:  # no user name in some containers
-        return "cli"
 
 
 # -- keys -----------------------------------------------------------------------------------------
@@ -40,7 +31,7 @@ def keys_create(role, source, label, home, database_url, as_json) -> None:
     from .audit import new_key
 
     with open_workspace(home, database_url) as ws:
-        made = new_key(ws.engine, role, source, label, _actor())
+        made = new_key(ws.engine, role, source, label, cli_actor())
     if as_json:
         print_json(made)
         return
@@ -76,7 +67,7 @@ def keys_revoke(key_id, home, database_url, as_json) -> None:
     from .audit import revoke_key
 
     with open_workspace(home, database_url) as ws:
-        row = revoke_key(ws.engine, key_id, _actor())
+        row = revoke_key(ws.engine, key_id, cli_actor())
     if as_json:
         print_json(row)
     else:
@@ -141,7 +132,7 @@ def retention_run(dry_run, home, database_url, as_json) -> None:
                 click.echo("no retention rules in privacy.yaml: everything is kept")
             return
         say = None if as_json else (lambda line: click.echo(line, err=True))
-        report = run(ws, dry_run=dry_run, actor=_actor(), progress=say)
+        report = run(ws, dry_run=dry_run, actor=cli_actor(), progress=say)
     if as_json:
         print_json(report)
         return

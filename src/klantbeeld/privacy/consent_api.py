@@ -72,7 +72,7 @@ def post_consent(body: ConsentBody, request: Request, who: Principal = Depends(w
     pid = _pid(ws, body.identifier)
     refuse_unstorable(body.lawful_basis, body.proof)
     try:
-        view = set_consent(ws, pid, body.purposes, f"key:{who.key_id}", body.lawful_basis,
+        view = set_consent(ws, pid, body.purposes, who.actor, body.lawful_basis,
                            body.proof)
     except ValueError as exc:
         raise ApiError(400, "invalid_purpose", str(exc)) from None

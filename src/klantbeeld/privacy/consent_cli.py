@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..cli_support import json_option, open_workspace, print_json, print_table, store_options, user_errors
+from ..cli_support import cli_actor, json_option, open_workspace, print_json, print_table, store_options, user_errors
 from ..profiles.lookup import ProfileNotFound, resolve_ref
 from .consent import STATUSES
 from .consent_api import consent_view, set_consent
@@ -52,7 +52,7 @@ def consent_set(ref, pairs, lawful_basis, proof, home, database_url, as_json) ->
         purposes[purpose] = status
     with open_workspace(home, database_url) as ws:
         pid = resolve_ref(ws, ref)
-        view = set_consent(ws, pid, purposes, "cli", lawful_basis, proof)
+        view = set_consent(ws, pid, purposes, cli_actor(), lawful_basis, proof)
         ws.segments.reevaluate([pid])
     if as_json:
         print_json(view)

@@ -33,9 +33,6 @@ class RequestBody(BaseModel):
         None, description='Rectification only: {"traits": {name: corrected value}}.')
 
 
-def _actor(principal: Principal) -> str:
-    return f"key:{principal.key_id}"
-
 
 def _run(fn, *args, **kwargs):
     refuse_unstorable(args, kwargs)
@@ -53,7 +50,7 @@ def _run(fn, *args, **kwargs):
 def submit(body: RequestBody, request: Request, who: Principal = Depends(privacy)):
     """Record a data-subject request → 201 with its id, received and expected completion time."""
     identities = [i.model_dump(exclude_none=True) for i in body.identities]
-    made = _run(dsr.submit, request.app.state.workspace, body.type, identities, _actor(who),
+    made = _run(dsr.submit, request.app.state.workspace, body.type, identities, who.actor,
                 body.detail)
     return json_response(made, status=201)
 
@@ -79,7 +76,7 @@ def show(request_id: str, request: Request):
 @router.delete("/v1/privacy/requests/{request_id}", operation_id="cancel_privacy_request")
 def cancel(request_id: str, request: Request, who: Principal = Depends(privacy)):
     """Cancel a pending request (409 once it has started)."""
-    return json_response(_run(dsr.cancel, request.app.state.workspace, request_id, _actor(who)))
+    return json_response(_run(dsr.cancel, request.app.state.workspace, request_id, who.actor))
 
 
 @router.get("/v1/privacy/requests/{request_id}/download", operation_id="download_privacy_archive",
@@ -105,4 +102,4 @@ def download(request_id: str, request: Request):
 def process(request: Request, who: Principal = Depends(privacy)):
     """Carry out every pending request now → the requests as they ended."""
     return json_response({"requests": dsr.process_pending(request.app.state.workspace,
-                                                          _actor(who))})
+                                                          who.actor)})

@@ -8,22 +8,13 @@ from pathlib import Path
 import click
 import orjson
 
-from ..cli_support import fail, json_option, open_workspace, print_json, print_table, store_options, user_errors
+from ..cli_support import cli_actor, fail, json_option, open_workspace, print_json, print_table, store_options, user_errors
 from . import dsr
 from .access import archive_path
 
 ERRORS = (dsr.RequestNotFound, dsr.RequestConflict, ValueError)
 COLUMNS = ["request_id", "type", "status", "received_time", "expected_completion_time",
            "completed_time"]
-
-
-def _actor() -> str:
-    import getpass
-
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:  # no user name in some containers
-        return "cli"
 
 
 def parse_identity(text: str) -> dict[str, str]:
@@ -73,7 +64,7 @@ def privacy_request(request_type, identities, detail, home, database_url, as_jso
     except orjson.JSONDecodeError:
         raise ValueError("--detail is not valid JSON") from None
     with open_workspace(home, database_url) as ws:
-        _show(dsr.submit(ws, request_type, parsed, _actor(), detail_value), as_json)
+        _show(dsr.submit(ws, request_type, parsed, cli_actor(), detail_value), as_json)
 
 
 @privacy_group.command("requests")
@@ -110,7 +101,7 @@ def privacy_show(request_id, home, database_url, as_json) -> None:
 def privacy_cancel(request_id, home, database_url, as_json) -> None:
     """Cancel a pending request (refused once it has started)."""
     with open_workspace(home, database_url) as ws:
-        result = dsr.cancel(ws, request_id, _actor())
+        result = dsr.cancel(ws, request_id, cli_actor())
     if as_json:
         print_json(result)
     else:
@@ -124,7 +115,7 @@ def privacy_cancel(request_id, home, database_url, as_json) -> None:
 def privacy_process(home, database_url, as_json) -> None:
     """Carry out every pending request now."""
     with open_workspace(home, database_url) as ws:
-        done = dsr.process_pending(ws, _actor())
+        done = dsr.process_pending(ws, cli_actor())
     if as_json:
         print_json({"requests": done})
     else:

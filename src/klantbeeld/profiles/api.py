@@ -38,7 +38,7 @@ def search(request: Request, identifier: str | None = Query(
         found = search_profiles(request.app.state.workspace, traits, identifier, limit)
     except ValueError as exc:
         raise ApiError(400, "invalid_search", str(exc)) from None
-    audit_read(request.app.state.workspace, f"key:{who.key_id}",
+    audit_read(request.app.state.workspace, who.actor,
                [p["profile_id"] for p in found], "search")
     return json_response({"profiles": found, "count": len(found)})
 
@@ -57,7 +57,7 @@ def events(ref: str, request: Request, limit: int = Query(50, ge=1, le=1000),
                               event=event)
     except ValueError as exc:
         raise ApiError(400, "invalid_cursor", str(exc)) from None
-    audit_read(ws, f"key:{who.key_id}", pid, "events")
+    audit_read(ws, who.actor, pid, "events")
     return json_response(page)
 
 
@@ -69,5 +69,5 @@ def profile(ref: str, request: Request, who: Principal = reader):
         found = get_profile(request.app.state.workspace, pid)
     except ProfileNotFound as exc:
         raise ApiError(404, "profile_not_found", str(exc)) from None
-    audit_read(request.app.state.workspace, f"key:{who.key_id}", found["profile_id"], "profile")
+    audit_read(request.app.state.workspace, who.actor, found["profile_id"], "profile")
     return json_response(found)

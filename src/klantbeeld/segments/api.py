@@ -54,9 +54,6 @@ class RefreshBody(BaseModel):
     traits: bool = Field(True, description="Recompute computed traits first.")
 
 
-def _actor(principal: Principal) -> str:
-    return f"key:{principal.key_id}"
-
 
 def _run(fn, *args, **kwargs):
     refuse_unstorable(args, kwargs)
@@ -82,7 +79,7 @@ def _segments(request: Request):
 def create(body: SegmentBody, request: Request, who: Principal = Depends(admin)):
     """Save a segment and compute its members."""
     seg = _run(_segments(request).create, body.definition, body.name, segment_id=body.id,
-               description=body.description, actor=_actor(who))
+               description=body.description, actor=who.actor)
     return json_response(seg, status=201)
 
 
@@ -125,12 +122,12 @@ def get(segment_id: str, request: Request):
 def update(segment_id: str, body: SegmentPatch, request: Request,
            who: Principal = Depends(admin)):
     return json_response(_run(_segments(request).update, segment_id, definition=body.definition,
-                              name=body.name, description=body.description, actor=_actor(who)))
+                              name=body.name, description=body.description, actor=who.actor))
 
 
 @router.delete("/v1/segments/{segment_id}", operation_id="delete_segment", status_code=204)
 def delete(segment_id: str, request: Request, who: Principal = Depends(admin)):
-    _run(_segments(request).delete, segment_id, actor=_actor(who))
+    _run(_segments(request).delete, segment_id, actor=who.actor)
     return json_response(None, status=204)
 
 
@@ -174,7 +171,7 @@ def export(segment_id: str, request: Request,
     chunks = _run(export_chunks, ws.engine, segment_id, format, trait_names, id_types,
                   only_profiles=allowed, only_params=params, destination=destination)
     with ws.engine.transaction() as tx:
-        audit(tx, _actor(who), "segment.export", segment_id, orjson.dumps(
+        audit(tx, who.actor, "segment.export", segment_id, orjson.dumps(
             {"format": format, "purpose": purpose, "destination": destination,
              "traits": trait_names, "identifiers": id_types}).decode(), _now())
     return StreamingResponse(chunks, media_type=MEDIA[format], headers={
@@ -191,7 +188,7 @@ def list_traits(request: Request):
 @router.post("/v1/traits", operation_id="define_trait", status_code=201)
 def define_trait(body: dict[str, Any], request: Request, who: Principal = Depends(admin)):
     """Define a computed trait (docs/segments.md) and compute it for every profile."""
-    trait = _run(_segments(request).define_trait, body, actor=_actor(who))
+    trait = _run(_segments(request).define_trait, body, actor=who.actor)
     return json_response(trait, status=201)
 
 
@@ -202,7 +199,7 @@ def get_trait(name: str, request: Request):
 
 @router.delete("/v1/traits/{name}", operation_id="delete_trait", status_code=204)
 def delete_trait(name: str, request: Request, who: Principal = Depends(admin)):
-    _run(_segments(request).delete_trait, name, actor=_actor(who))
+    _run(_segments(request).delete_trait, name, actor=who.actor)
     return json_response(None, status=204)
 
 

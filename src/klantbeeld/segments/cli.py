@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import orjson
 
-from ..cli_support import json_option, open_workspace, print_json, print_table, store_options, user_errors
+from ..cli_support import cli_actor, json_option, open_workspace, print_json, print_table, store_options, user_errors
 from ..profiles.trait_defs import TraitExists, TraitNotFound
 from .service import SegmentConflict, SegmentNotFound
 
@@ -54,7 +54,7 @@ def create(name, tree, segment_id, description, home, database_url, as_json) -> 
     """Save a segment and compute its members."""
     with open_workspace(home, database_url) as ws:
         seg = ws.segments.create(_json_arg(tree), name, segment_id=segment_id,
-                                 description=description, actor="cli")
+                                 description=description, actor=cli_actor())
     print_json(seg) if as_json else click.echo(f"{seg['id']}: {seg['size']:,} members")
 
 
@@ -70,7 +70,7 @@ def update(segment_id, tree, name, description, home, database_url, as_json) -> 
     """Change a segment's name, description or tree (members are recomputed)."""
     with open_workspace(home, database_url) as ws:
         seg = ws.segments.update(segment_id, definition=_json_arg(tree) if tree else None,
-                                 name=name, description=description, actor="cli")
+                                 name=name, description=description, actor=cli_actor())
     print_json(seg) if as_json else click.echo(f"{seg['id']}: {seg['size']:,} members")
 
 
@@ -81,7 +81,7 @@ def update(segment_id, tree, name, description, home, database_url, as_json) -> 
 def delete(segment_id, home, database_url) -> None:
     """Delete a segment (its membership history is kept)."""
     with open_workspace(home, database_url) as ws:
-        ws.segments.delete(segment_id, actor="cli")
+        ws.segments.delete(segment_id, actor=cli_actor())
     click.echo(f"deleted {segment_id}")
 
 
@@ -248,7 +248,7 @@ def export(segment_id, fmt, traits, identifiers, purpose, destination, output, h
             with open(output, "wb") as out:
                 rows = write(out)
         with ws.engine.transaction() as tx:
-            audit(tx, "cli", "segment.export", segment_id,
+            audit(tx, cli_actor(), "segment.export", segment_id,
                   orjson.dumps({"format": fmt, "purpose": purpose, "destination": destination,
                                 "rows": rows}).decode(),
                   datetime.now(timezone.utc))
@@ -285,7 +285,7 @@ def traits_list(home, database_url, as_json) -> None:
 def traits_add(definition, replace, home, database_url, as_json) -> None:
     """Define a computed trait and compute it for every profile."""
     with open_workspace(home, database_url) as ws:
-        trait = ws.segments.define_trait(_json_arg(definition), actor="cli", replace=replace)
+        trait = ws.segments.define_trait(_json_arg(definition), actor=cli_actor(), replace=replace)
     print_json(trait) if as_json else click.echo(
         f"{trait['name']}: {trait['profiles']:,} profiles")
 
@@ -296,7 +296,7 @@ def traits_add(definition, replace, home, database_url, as_json) -> None:
 @user_errors(*ERRORS)
 def traits_delete(name, home, database_url) -> None:
     with open_workspace(home, database_url) as ws:
-        ws.segments.delete_trait(name, actor="cli")
+        ws.segments.delete_trait(name, actor=cli_actor())
     click.echo(f"deleted {name}")
 
 
