@@ -33,7 +33,7 @@ import orjson
 
 from ..profiles.lookup import get_profile
 from ..profiles.materialise import display
-from ..store import Session
+from ..store import Session, json_value
 from ..store.dialect import in_list
 
 if TYPE_CHECKING:
@@ -54,9 +54,6 @@ def archive_path(ws: "Workspace", request_id: str) -> Path:
 def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
-
-def _loads(value: Any) -> Any:
-    return orjson.loads(value) if isinstance(value, (str, bytes)) else value
 
 
 def _dump(data: Any) -> bytes:
@@ -109,7 +106,7 @@ def build_archive(ws: "Workspace", request_id: str, request_type: str,
                         "channel": r["channel"], "type": r["type"], "event": r["event"],
                         "name": r["name"], "timestamp": _iso(r["timestamp"]),
                         "received_at": _iso(r["received_at"]),
-                        "payload": _loads(r["payload"])}) + b"\n")
+                        "payload": json_value(r["payload"])}) + b"\n")
         consent = _consent(ws, s, subject)
         z.writestr("consent.json", _dump(consent))
         z.writestr("traits.json", _dump(_traits(s, subject, profiles)))
@@ -189,7 +186,7 @@ def _processing(ws: "Workspace", s: Session, subject: "Subject", sources: Counte
             if any(st["segment_id"] == sid and st["entered_at"] <= when
                    and (st["exited_at"] is None or when <= st["exited_at"]) for st in stays):
                 exports.append({"segment_id": sid, "exported_at": when,
-                                "detail": _loads(detail)})
+                                "detail": json_value(detail)})
     retention: Any = [r.model_dump(exclude_none=True) for r in cfg.retention]
     where, params = in_list(subject.profiles, "r")
     return {

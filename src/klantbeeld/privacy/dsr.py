@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..identity.persist import audit
+from ..store import json_value
 from ..store.dialect import in_list
 from .subject import Subject, find_subject, normalise_identities
 from .suppression import install
@@ -62,9 +63,6 @@ def _now() -> datetime:
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
-
-def _json(value: Any) -> Any:
-    return orjson.loads(value) if isinstance(value, (str, bytes)) else value
 
 
 # -- the lifecycle ---------------------------------------------------------------------------------
@@ -111,11 +109,11 @@ _COLUMNS = ("request_id, request_type, status, identities, received_at, expected
 
 def _out(row: dict[str, Any]) -> dict[str, Any]:
     return {"request_id": row["request_id"], "type": row["request_type"], "status": row["status"],
-            "identities": _json(row["identities"]), "received_time": _iso(row["received_at"]),
+            "identities": json_value(row["identities"]), "received_time": _iso(row["received_at"]),
             "expected_completion_time": _iso(row["expected_completion_at"]),
             "started_time": _iso(row["started_at"]), "completed_time": _iso(row["completed_at"]),
             "cancelled_time": _iso(row["cancelled_at"]), "requested_by": row["requested_by"],
-            "has_detail": bool(row["has_detail"]), "result": _json(row["result"]),
+            "has_detail": bool(row["has_detail"]), "result": json_value(row["result"]),
             "error": row["error"]}
 
 
@@ -207,7 +205,7 @@ def _run(ws: "Workspace", request_id: str, actor: str):
             "RETURNING request_type, identities, detail", {"id": request_id, "now": _now()})
     if claimed is None:
         return None
-    request_type, identities, detail = claimed[0], _json(claimed[1]), _json(claimed[2])
+    request_type, identities, detail = claimed[0], json_value(claimed[1]), json_value(claimed[2])
     try:
         if request_type == "erasure":
             from .erasure import erase

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 
-from ..store import Session
+from ..store import Session, json_value
 from ..store.dialect import in_list
 from .config import PrivacyConfig
 from .consent import record
@@ -89,7 +88,7 @@ def record_signals(s: Session, config: PrivacyConfig, lo: int, hi: int) -> int:
             {"lo": start, "hi": end, "ev": CONSENT_EVENT})
         found = []
         for seq, source_id, at, payload in rows:
-            data = orjson.loads(payload) if isinstance(payload, (str, bytes)) else payload
+            data = json_value(payload)
             statuses, proof, basis = read_signals(data, config)
             if statuses:
                 found.append((seq, source_id, at, statuses, proof, basis))

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from ..identity.config import IdentityConfig
 from ..segments.tree import parse_instant
-from ..store import Session
+from ..store import Session, json_value
 from ..store.dialect import in_list
 from .conditions import INSTANT, NUMERIC
 from .reads import identities_and_seqs, merged_traits
@@ -44,7 +44,7 @@ def typed(value: Any) -> tuple[str | None, float | None, str | None, datetime | 
 def display(value: Any, num: float | None, txt: str | None, ts: datetime | None) -> Any:
     """A trait row's value as JSON shows it."""
     if value is not None:
-        return orjson.loads(value) if isinstance(value, (str, bytes)) else value
+        return json_value(value)
     if num is not None:
         return int(num) if float(num).is_integer() else num
     if ts is not None and txt is None:
@@ -110,7 +110,7 @@ def materialise_all(s: Session, config: IdentityConfig, now: datetime,
             if len(pending) >= batch_rows:
                 written += _append(s, pending, now)
                 pending = []
-        data = payload if isinstance(payload, dict) else orjson.loads(payload) if payload else {}
+        data = json_value(payload) if payload else {}
         traits = data.get("traits")
         if isinstance(traits, dict):
             observations += [(k, v, names.get(source, source), channel, at)

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from ..store import Engine, Session
+from ..store import Engine, Session, json_value
 from . import computed
 
 
@@ -20,9 +20,6 @@ class TraitExists(ValueError):
     pass
 
 
-def _loads(value: Any) -> Any:
-    return orjson.loads(value) if isinstance(value, (str, bytes)) else value
-
 
 class ComputedTraits:
     def __init__(self, engine: Engine) -> None:
@@ -32,7 +29,7 @@ class ComputedTraits:
         if s is None:
             with self.engine.session() as s:
                 return self.definitions(s)
-        return {name: _loads(d) for name, d in s.fetchall(
+        return {name: json_value(d) for name, d in s.fetchall(
             "SELECT name, definition FROM computed_traits ORDER BY name")}
 
     def list(self) -> list[dict[str, Any]]:
@@ -62,7 +59,7 @@ class ComputedTraits:
         if row is not None:
             if not replace:
                 raise TraitExists(f"computed trait {definition['name']!r} exists ({row[1]})")
-            if _loads(row[0]) == definition and row[1] == origin:
+            if json_value(row[0]) == definition and row[1] == origin:
                 return False
             s.execute("UPDATE computed_traits SET definition = CAST($d AS JSON), origin = $o, "
                       "updated_at = $now, computed_at = NULL WHERE name = $n",
@@ -101,6 +98,6 @@ class ComputedTraits:
 
 def _out(row: dict, count: int) -> dict[str, Any]:
     iso = lambda v: v.isoformat() if v else None  # noqa: E731
-    return {"name": row["name"], "definition": _loads(row["definition"]), "origin": row["origin"],
+    return {"name": row["name"], "definition": json_value(row["definition"]), "origin": row["origin"],
             "created_at": iso(row["created_at"]), "updated_at": iso(row["updated_at"]),
             "computed_at": iso(row["computed_at"]), "profiles": count}

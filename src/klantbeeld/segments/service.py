@@ -19,7 +19,7 @@ import orjson
 from ..identity.persist import audit
 from ..profiles.materialise import trait_values
 from ..profiles.trait_defs import ComputedTraits, TraitNotFound
-from ..store import Session
+from ..store import Session, json_value
 from . import membership, tree as trees
 from .compile import Compiler
 from .config import SEGMENT_ID, SegmentsConfig, load_segments_config
@@ -181,7 +181,7 @@ class Segments:
             new = {"id": segment_id, "name": name or row["name"],
                    "description": description if description is not None else row["description"],
                    "definition": definition if definition is not None
-                   else _loads(row["definition"])}
+                   else json_value(row["definition"])}
             self._upsert(s, new, "api", now)
             self._compiler(s, now).members(new["definition"])
             for sid in sorted({segment_id} | self._dependents(s, segment_id)):
@@ -273,7 +273,7 @@ class Segments:
         return _Writing(self)
 
     def _compiler(self, s: Session, now: datetime, scoped: bool = False) -> Compiler:
-        defs = {sid: _loads(d) for sid, d in s.fetchall(
+        defs = {sid: json_value(d) for sid, d in s.fetchall(
             "SELECT segment_id, definition FROM segments")}
         return Compiler(now=now, computed=self.traits.definitions(s), segment=defs.get,
                         scoped=scoped)
@@ -290,7 +290,7 @@ class Segments:
                          "WHERE segment_id = $s", {"s": d["id"]})
         name = d.get("name") or d["id"]
         if row is not None:
-            if (_loads(row[0]), row[1], row[2], row[3]) == (d["definition"], name,
+            if (json_value(row[0]), row[1], row[2], row[3]) == (d["definition"], name,
                                                             d.get("description"), origin):
                 return False
             s.execute("UPDATE segments SET definition = CAST($d AS JSON), name = $n, "
@@ -315,7 +315,7 @@ class Segments:
         return rows[0]
 
     def _graph(self, s: Session) -> dict[str, set[str]]:
-        return {sid: trees.references(_loads(d)) for sid, d in s.fetchall(
+        return {sid: trees.references(json_value(d)) for sid, d in s.fetchall(
             "SELECT segment_id, definition FROM segments")}
 
     def _dependents(self, s: Session, sid: str) -> set[str]:
@@ -333,11 +333,11 @@ class Segments:
             return set()
         wanted = set(names)
         return {sid for sid, d in s.fetchall("SELECT segment_id, definition FROM segments")
-                if wanted & trees.trait_names(_loads(d))}
+                if wanted & trees.trait_names(json_value(d))}
 
     def _out(self, row: dict) -> dict[str, Any]:
         return {"id": row["segment_id"], "name": row["name"], "description": row["description"],
-                "definition": _loads(row["definition"]), "origin": row["origin"],
+                "definition": json_value(row["definition"]), "origin": row["origin"],
                 "size": int(row["size"]), "created_at": _iso(row["created_at"]),
                 "updated_at": _iso(row["updated_at"]), "computed_at": _iso(row["computed_at"])}
 
@@ -367,6 +367,3 @@ class _Writing:
         finally:
             self.segments.lock.release()
 
-
-def _loads(value: Any) -> Any:
-    return orjson.loads(value) if isinstance(value, (str, bytes)) else value

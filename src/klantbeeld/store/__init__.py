@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .engine import Engine, Session
+from .engine import Engine, Session, json_value
 from .errors import StoreError, StoreLockedError
 from .migrate import migrate
 
-__all__ = ["Engine", "Session", "StoreError", "StoreLockedError", "migrate", "open_engine"]
+__all__ = ["Engine", "Session", "StoreError", "StoreLockedError", "json_value", "migrate", "open_engine"]
 
 
 def open_engine(url: str, pool_size: int = 8) -> Engine:

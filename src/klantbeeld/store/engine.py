@@ -11,9 +11,15 @@ from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from typing import Any, Sequence
 
+import orjson
 import pyarrow as pa
 
 Params = dict[str, Any] | Sequence[Any] | None
+
+
+def json_value(value: Any) -> Any:
+    """A JSON column's value as Python: DuckDB returns the text, psycopg may decode jsonb itself."""
+    return orjson.loads(value) if isinstance(value, (str, bytes)) else value
 
 
 class Session(ABC):
