@@ -12,7 +12,8 @@ import threading
 import time
 import unicodedata
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator
 
 import orjson
 
@@ -269,8 +270,14 @@ class Segments:
             audit(s, actor, "trait.delete", name, None, now)
 
     # -- internals ---------------------------------------------------------------------------------
-    def writing(self):
-        return _Writing(self)
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """One writer at a time: this workspace's lock, one transaction, and on PostgreSQL an
+        advisory transaction lock so that several processes take turns too."""
+        with self.lock, self.engine.transaction() as s:
+            if s.engine_name == "postgres":
+                s.raw.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+            yield s
 
     def _compiler(self, s: Session, now: datetime, scoped: bool = False) -> Compiler:
         defs = {sid: json_value(d) for sid, d in s.fetchall(
@@ -340,30 +347,3 @@ class Segments:
                 "definition": json_value(row["definition"]), "origin": row["origin"],
                 "size": int(row["size"]), "created_at": _iso(row["created_at"]),
                 "updated_at": _iso(row["updated_at"]), "computed_at": _iso(row["computed_at"])}
-
-
-class _Writing:
-    """One writer at a time: the workspace's lock, one transaction, and on PostgreSQL an advisory
-    transaction lock so that several processes take turns too."""
-
-    def __init__(self, segments: Segments) -> None:
-        self.segments = segments
-
-    def __enter__(self) -> Session:
-        self.segments.lock.acquire()
-        try:
-            self._tx = self.segments.engine.transaction()
-            s = self._tx.__enter__()
-            if s.engine_name == "postgres":
-                s.raw.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
-            return s
-        except BaseException:
-            self.segments.lock.release()
-            raise
-
-    def __exit__(self, *exc) -> None:
-        try:
-            self._tx.__exit__(*exc)
-        finally:
-            self.segments.lock.release()
-

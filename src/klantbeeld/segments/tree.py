@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import Any, Iterator
 
 COMPARISONS = ("=", "!=", "<", "<=", ">", ">=", "contains", "starts_with", "in", "exists",
                "before", "after", "within_last_days", "more_than_days_ago")
@@ -67,34 +67,27 @@ def parse_instant(value: Any) -> datetime | None:
     return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
 
 
+def leaves(tree: Any) -> Iterator[dict]:
+    """Every leaf of a (valid) tree, depth first."""
+    if not isinstance(tree, dict):
+        return
+    if "not" in tree:
+        yield from leaves(tree["not"])
+    elif "and" in tree or "or" in tree:
+        for child in tree.get("and", tree.get("or", ())):
+            yield from leaves(child)
+    else:
+        yield tree
+
+
 def references(tree: Any) -> set[str]:
     """The segment ids a (valid) tree refers to."""
-    if not isinstance(tree, dict):
-        return set()
-    if "segment" in tree:
-        return {tree["segment"]}
-    found: set[str] = set()
-    for key in ("and", "or"):
-        for child in tree.get(key, ()):
-            found |= references(child)
-    if "not" in tree:
-        found |= references(tree["not"])
-    return found
+    return {leaf["segment"] for leaf in leaves(tree) if "segment" in leaf}
 
 
 def trait_names(tree: Any) -> set[str]:
     """The trait names a (valid) tree compares."""
-    if not isinstance(tree, dict):
-        return set()
-    if "trait" in tree:
-        return {tree["trait"]}
-    found: set[str] = set()
-    for key in ("and", "or"):
-        for child in tree.get(key, ()):
-            found |= trait_names(child)
-    if "not" in tree:
-        found |= trait_names(tree["not"])
-    return found
+    return {leaf["trait"] for leaf in leaves(tree) if "trait" in leaf}
 
 
 def _node(node: Any, path: str, errors: list[TreeError], depth: int) -> None:
