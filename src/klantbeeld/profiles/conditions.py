@@ -69,8 +69,12 @@ def property_columns(path: str, alias: str = "e") -> Columns:
     parts = path.split(".")
     parent = f"{alias}.payload -> 'properties'" + "".join(f" -> {_key(p)}" for p in parts[:-1])
     raw = f"CAST({parent} -> {_key(parts[-1])} AS VARCHAR)"
-    text = f"(CASE WHEN starts_with({raw}, '{{') THEN NULL ELSE {parent} ->> {_key(parts[-1])} END)"
-    return text_columns(text, f"starts_with({raw}, '[')")
+    plain = f"({parent} ->> {_key(parts[-1])})"
+    # Numbers and instants read the plain text: an object's text starts with '{' and matches
+    # neither pattern, so only the text comparisons need the (costlier) object guard.
+    read = text_columns(plain)
+    return Columns(txt=f"(CASE WHEN starts_with({raw}, '{{') THEN NULL ELSE {plain} END)",
+                   num=read.num, ts=read.ts, is_list=f"starts_with({raw}, '[')")
 
 
 def _key(name: str) -> str:
