@@ -6,6 +6,7 @@ keys define, change or delete segments and traits (a SQL trait runs the query it
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 import orjson
@@ -173,7 +174,7 @@ def export(segment_id: str, request: Request,
     with ws.engine.transaction() as tx:
         audit(tx, who.actor, "segment.export", segment_id, orjson.dumps(
             {"format": format, "purpose": purpose, "destination": destination,
-             "traits": trait_names, "identifiers": id_types}).decode(), _now())
+             "traits": trait_names, "identifiers": id_types}).decode(), datetime.now(timezone.utc))
     return StreamingResponse(chunks, media_type=MEDIA[format], headers={
         "Content-Disposition": f'attachment; filename="{segment_id}.{format}"'})
 
@@ -205,9 +206,3 @@ def delete_trait(name: str, request: Request, who: Principal = Depends(admin)):
 
 def _names(text: str | None) -> list[str]:
     return [n.strip() for n in (text or "").split(",") if n.strip()]
-
-
-def _now():
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc)
