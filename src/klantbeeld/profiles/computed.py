@@ -20,7 +20,8 @@ from ..store import Session
 from .conditions import SCOPE, Binder, Columns, profile_events, property_columns, text_columns
 
 KINDS = ("count", "sum", "avg", "min", "max", "first", "last", "most_frequent", "unique_list",
-         "unique_count", "sql")
+         "unique_count", "sql", "predicted")
+PREDICTED = "predicted"   # written by a model run (klantbeeld.predict), never computed from SQL
 NEEDS_PROPERTY = ("sum", "avg", "min", "max", "most_frequent", "unique_list", "unique_count")
 COUNTERS = ("count", "unique_count")   # 0 when nothing matched
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
@@ -39,7 +40,7 @@ def validate(definition: Any) -> list[TreeError]:
     if not isinstance(definition, dict):
         return [TreeError("", "a computed trait must be a JSON object")]
     allowed = {"name", "kind", "event", "type", "property", "where", "window_days", "sql",
-               "description"}
+               "description", "model"}
     for key in definition:
         if key not in allowed:
             err(f"/{key}", "unknown key; expected " + ", ".join(sorted(allowed)))
@@ -50,6 +51,14 @@ def validate(definition: Any) -> list[TreeError]:
     if kind not in KINDS:
         err("/kind", "must be one of " + ", ".join(KINDS))
         return errors
+    if kind == PREDICTED:
+        for key in sorted(set(definition) - {"name", "kind", "model", "description"}):
+            err(f"/{key}", "a predicted trait takes only name, model and description")
+        if not isinstance(definition.get("model"), str):
+            err("/model", "name the model that writes this trait")
+        return errors
+    if "model" in definition:
+        err("/model", "only kind predicted takes model")
     if kind == "sql":
         _check_sql(definition.get("sql"), errors)
         return errors
@@ -165,7 +174,11 @@ def _typed(query: str) -> str:
 
 
 def refresh(s: Session, definition: dict, now: datetime, scoped: bool) -> None:
-    """Replace this trait's values, for every profile or for those in ``profile_scope``."""
+    """Replace this trait's values, for every profile or for those in ``profile_scope``.
+
+    Predicted traits are left alone: their model run writes them (klantbeeld.predict)."""
+    if definition["kind"] == PREDICTED:
+        return
     bind = Binder()
     select = select_sql(definition, bind, now, scoped)
     scope = f" AND profile_id IN {SCOPE}" if scoped else ""

@@ -67,9 +67,9 @@ def property_columns(path: str, alias: str = "e") -> Columns:
     a string; keys are written as quoted JSON paths (``'$."key"'``), so a key such as ``$browser``
     is a key on both engines, not a path."""
     parts = path.split(".")
-    parent = f"{alias}.payload -> 'properties'" + "".join(f" -> {_key(p)}" for p in parts[:-1])
-    raw = f"CAST({parent} -> {_key(parts[-1])} AS VARCHAR)"
-    plain = f"({parent} ->> {_key(parts[-1])})"
+    parent = f"{alias}.payload -> 'properties'" + "".join(f" -> {json_key(p)}" for p in parts[:-1])
+    raw = f"CAST({parent} -> {json_key(parts[-1])} AS VARCHAR)"
+    plain = f"({parent} ->> {json_key(parts[-1])})"
     # Numbers and instants read the plain text: an object's text starts with '{' and matches
     # neither pattern, so only the text comparisons need the (costlier) object guard.
     read = text_columns(plain)
@@ -77,7 +77,7 @@ def property_columns(path: str, alias: str = "e") -> Columns:
                    num=read.num, ts=read.ts, is_list=f"starts_with({raw}, '[')")
 
 
-def _key(name: str) -> str:
+def json_key(name: str) -> str:
     """A JSON key as a quoted JSON path literal (validated keys hold no quote or backslash)."""
     return "'$.\"" + name.replace("'", "''") + "\"'"
 

@@ -86,7 +86,7 @@ class ComputedTraits:
         if unknown:
             raise TraitNotFound(f"no computed trait {', '.join(map(repr, unknown))}")
         for name, definition in defs.items():
-            if names is not None and name not in names:
+            if (names is not None and name not in names) or definition["kind"] == computed.PREDICTED:
                 continue
             computed.refresh(s, definition, now, scoped)
             if not scoped:

@@ -1,0 +1,41 @@
+"""What every predictive model hands back: score sets that become traits, and model cards.
+
+A model module (``churn``, ``rfm``, ``affinity``, ``lookalike``, ``clv``) exposes
+``run(frames, config, now) -> ModelRun``; :mod:`klantbeeld.predict.service` writes the scores onto
+profiles (``profile_traits``, kind ``computed``, declared as ``kind: predicted`` traits) and keeps
+the card. Modules never write to the store themselves, so each can be tested on plain tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+
+@dataclass
+class ScoreSet:
+    """Per-profile values of one trait: ``table`` has ``profile_id`` and ``value`` columns.
+
+    ``value`` is a number, a string, or a list of strings (e.g. ``next_best_products``).
+    Profiles not in the table have no value for the trait after the run.
+    """
+
+    trait: str
+    description: str
+    table: pa.Table
+
+    def __post_init__(self) -> None:
+        missing = {"profile_id", "value"} - set(self.table.column_names)
+        if missing:
+            raise ValueError(f"score set {self.trait!r} lacks column(s) {sorted(missing)}")
+
+
+@dataclass
+class ModelRun:
+    """One model's outcome: its card (JSON-able: metrics, window, parameters) and its scores."""
+
+    model: str
+    card: dict[str, Any]
+    scores: list[ScoreSet] = field(default_factory=list)
