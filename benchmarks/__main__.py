@@ -1,4 +1,4 @@
-"""`python -m benchmarks [ingest] [import] [identity] [segments] [realtime] [erasure] [--engines duckdb,postgres] [--quick]`.
+"""`python -m benchmarks [ingest] [import] [identity] [segments] [realtime] [erasure] [predict] [--engines duckdb,postgres] [--quick]`.
 
 Prints one table per benchmark and writes every figure to bench-results/latest.json.
 """
@@ -12,7 +12,7 @@ import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
-BENCHMARKS = ("ingest", "import", "identity", "segments", "realtime", "erasure")
+BENCHMARKS = ("ingest", "import", "identity", "segments", "realtime", "erasure", "predict")
 
 
 def _table(title: str, rows: list[dict], columns: list[str]) -> str:
@@ -132,6 +132,25 @@ def main() -> None:
         out.append(_table("Erasure: the collection gate on 20,000 events", res["erasure_gate"],
                           ["suppressions_before", "split_20k_ms_before", "suppressions_after",
                            "split_20k_ms_after"]))
+    if "predict" in args.which:
+        from . import predict
+
+        customers, profiles = (20_000, 100_000) if args.quick else (100_000, 1_000_000)
+        res = predict.run(customers, profiles)
+        results.update(res)
+        out.append(_table(f"Lifetime value: BG/NBD + Gamma-Gamma fit on {customers:,} simulated "
+                          "customers, beside lifetimes (same data, same run)", res["predict_fit"],
+                          ["implementation", "customers", "repeat_buyers", "bgnbd_s", "gamma_gamma_s",
+                           "seconds", "speed_ratio", "under_2s", "bgnbd_log_likelihood",
+                           "gamma_gamma_log_likelihood", "max_rel_diff_to_other",
+                           "bgnbd_rel_error_to_truth", "gamma_gamma_rel_error_to_truth",
+                           "converged", "note"]))
+        out.append(_table("Lifetime value: parameters (true, fitted)", res["predict_fit_params"],
+                          ["parameter", "true", "klantbeeld", "lifetimes", "rel_diff"]))
+        out.append(_table(f"Lifetime value: scoring {profiles:,} profiles (DuckDB workspace)",
+                          res["predict_score"], ["stage", "profiles", "orders", "customers",
+                                                 "seconds", "peak_rss_gb", "trait_rows",
+                                                 "under_30s", "load_1m"]))
     print("\n".join(out))
     # Keep the figures of benchmarks not run this time; replace those that were.
     latest = Path("bench-results/latest.json")

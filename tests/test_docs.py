@@ -48,3 +48,14 @@ def test_every_endpoint_is_documented():
 def test_readme_shows_the_two_setup_commands():
     readme = (DOCS.parent / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme
+
+
+def test_every_predict_option_is_documented():
+    from klantbeeld.predict.config import PredictConfig
+
+    text = (DOCS / "predict.md").read_text()
+    missing = [f"{section}.{name}" for section, field in PredictConfig.model_fields.items()
+               for name in (getattr(field.annotation, "model_fields", None) or {})
+               if f"`{name}`" not in text]
+    missing += [s for s in PredictConfig.model_fields if s != "models" and f"`{s}`" not in text]
+    assert not missing, f"undocumented predict.yaml fields in docs/predict.md: {missing}"

@@ -21,6 +21,7 @@ from .collect.sources import KeyRing
 from .collect.workers import IngestPool
 from .http import ApiError, error_response, json_response
 from .identity.api import router as identity_router
+from .predict.api import router as predict_router
 from .profiles.api import router as profiles_router
 from .privacy.admin_api import router as privacy_admin_router
 from .privacy.consent_api import router as consent_router
@@ -31,6 +32,15 @@ from .privacy.retention import run as run_retention
 from .schedule import Periodic
 from .settings import Settings, load_settings
 from .workspace import Workspace
+
+
+def _scheduled_predict(ws: Workspace) -> object:
+    from .predict.service import NoPurchases, PredictBusy
+
+    try:
+        return ws.predict.run(actor="schedule")
+    except (NoPurchases, PredictBusy) as exc:   # nothing to learn from yet, or already running
+        return str(exc)
 
 
 def create_app(settings: Settings | None = None, workspace: Workspace | None = None) -> FastAPI:
@@ -64,9 +74,12 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
                              lambda: run_retention(ws, actor="schedule")).start()
         requests = Periodic("privacy-requests", ws.settings.privacy_interval_minutes * 60,
                             lambda: len(process_pending(ws, "schedule"))).start()
+        predictions = Periodic("predict", ws.settings.predict_interval_hours * 3600,
+                               lambda: _scheduled_predict(ws)).start()
         try:
             yield
         finally:
+            predictions.stop()
             requests.stop()
             retention.stop()
             refresher.stop()
@@ -81,7 +94,7 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
         title="Klantbeeld",
         version=__version__,
         description="Customer Data Platform: collection (Segment-compatible), sources, failed events, "
-        "identity resolution, unified profiles, computed traits and segments.",
+        "identity resolution, unified profiles, computed traits and segments, predictive scores.",
         lifespan=lifespan,
     )
 
@@ -110,6 +123,7 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
     app.include_router(profiles_router)
     app.include_router(identity_router)
     app.include_router(segments_router)
+    app.include_router(predict_router)
     app.include_router(dsr_router)
     app.include_router(privacy_admin_router)
     return app

@@ -11,6 +11,8 @@ from .collect.importer.cli import import_command
 from .collect.sources import CHANNELS
 from .demo.cli import demo_command, demo_data
 from .identity.cli import eval_group, identity_group
+from .predict.cli import predict_group
+from .predict.clv_cli import clv_group
 from .profiles.cli import profile_group
 from .privacy.admin_cli import audit_command, keys_group, retention_group
 from .privacy.consent_cli import consent_group
@@ -104,6 +106,8 @@ main.add_command(demo_command)
 main.add_command(identity_group)
 main.add_command(eval_group)
 main.add_command(profile_group)
+main.add_command(predict_group)
+main.add_command(clv_group)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

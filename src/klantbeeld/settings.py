@@ -72,6 +72,18 @@ class Settings(BaseSettings):
         "privacy.yaml. 0: never on a schedule (`klantbeeld retention run`).",
     )
 
+    predict_config: Path | None = Field(
+        None, description="Predictive models: which run, their windows, horizons and options "
+        "(YAML). Default: predict.yaml in the data directory, if present.",
+    )
+    predict_interval_hours: float = Field(
+        24.0, ge=0, description="How often the server retrains the predictive models and "
+        "rewrites their scores onto profiles. 0: never on a schedule (`klantbeeld predict run`).",
+    )
+
+    def predict_config_path(self) -> Path:
+        return self.predict_config or self.home / "predict.yaml"
+
     def privacy_config_path(self) -> Path:
         return self.privacy_config or self.home / "privacy.yaml"
 

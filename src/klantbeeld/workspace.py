@@ -23,6 +23,7 @@ from .segments.service import Segments
 from .settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from .predict.service import Predictions
     from .privacy.config import PrivacyConfig
 from .store import Engine, migrate, open_engine
 
@@ -87,6 +88,13 @@ class Workspace:
         segments = Segments(self)
         segments.sync()
         return segments
+
+    @cached_property
+    def predict(self) -> "Predictions":
+        """Predictive models (CLV, RFM, churn, affinity, look-alike) and their cards."""
+        from .predict.service import Predictions
+
+        return Predictions(self)
 
     def resolve(self) -> int:
         """Resolve every stored event not resolved yet to a profile, then bring traits and

@@ -78,6 +78,11 @@ def demo_command(customers, seed, out_dir, fresh, url, home, database_url, as_js
                f"(upper bound for these records {ident['recall_upper_bound']:.4f}); "
                f"probabilistic matches merged {summary['matching'].get('merged', 0)}, "
                f"queued for review {summary['matching'].get('queued', 0)}")
+    click.echo(f"\nModels ({summary['predict_seconds']} s; klantbeeld predict models):")
+    for m in summary["models"]:
+        figures = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v:,}"
+                            for k, v in m["metrics"].items())
+        click.echo(f"  {m['model']:<13} {m['status']:<7} {figures or m['error'] or ''}")
     click.echo("\nSegments: " + ", ".join(f"{s['id']} {s['size']:,}" for s in summary["segments"]))
     click.echo(f"\nDemo loaded in {summary['seconds']} s. Workspace: {summary['workspace']}")
     click.echo(f"API (once served): {url}   interactive docs: {url}/docs")

@@ -18,6 +18,7 @@ from ..collect.importer import import_file
 from ..collect.sources import SourceError, create_key, create_source, get_source
 from ..identity.evaluate import evaluate, read_truth
 from ..identity.matching import run_matching
+from ..predict.cards import metrics
 from ..settings import Settings
 from ..workspace import Workspace
 from .generate import generate
@@ -66,6 +67,11 @@ def run_demo(settings: Settings, out: Path, customers: int = 2000, seed: int = 4
         identity = evaluate(ws.engine, read_truth(out / manifest["ground_truth"]))
         say("computing traits and segments")
         ws.update_segments()
+        say("training the predictive models (lifetime value, RFM, churn, affinity, look-alike)")
+        run = ws.predict.run(actor="demo")
+        models = [{"model": m["model"], "status": m["status"], "error": m.get("error"),
+                   "metrics": metrics(m["model"], m.get("card"))}
+                  for m in ws.predict.models()]
         segments = [{"id": s["id"], "name": s["name"], "size": s["size"]}
                     for s in ws.segments.list()]
         sample = ws.engine.fetchone(
@@ -74,6 +80,7 @@ def run_demo(settings: Settings, out: Path, customers: int = 2000, seed: int = 4
             "ORDER BY i.identifier_id LIMIT 1")
     summary = {"admin_key": init["admin_key"], "write_keys": keys, "imports": imports,
                "matching": matching, "identity": identity, "segments": segments,
+               "models": models, "predict_seconds": run["took_s"],
                "sample_profile": sample[0] if sample else None,
                "data": str(out), "workspace": str(settings.home),
                "seconds": round(time.perf_counter() - started, 1)}

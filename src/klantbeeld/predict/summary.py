@@ -81,6 +81,19 @@ def _to_days(values: Any) -> np.ndarray:
     return days.astype(np.int64)
 
 
+def _unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)``; for dense integer ids (such as codes from a
+    dictionary encoding) by counting instead of sorting, which is several times faster."""
+    if values.dtype.kind in "iu" and len(values):
+        low, high = int(values.min()), int(values.max())
+        if high - low <= 2 * len(values):
+            present = np.bincount(values - low, minlength=high - low + 1) > 0
+            rank = np.cumsum(present) - 1
+            ids = np.flatnonzero(present).astype(values.dtype) + values.dtype.type(low)
+            return ids, rank[values - low]
+    return np.unique(values, return_inverse=True)
+
+
 def summary_from_transactions(
     customers: Sequence[Any],
     dates: Sequence[Any],
@@ -124,9 +137,12 @@ def summary_from_transactions(
         unit = 7
         days = days - (days + _EPOCH_WEEKDAY) % 7
         end = end - (end + _EPOCH_WEEKDAY) % 7
-    ids, cidx = np.unique(cust, return_inverse=True)
-    # one row per (customer, period), amounts summed
-    order = np.lexsort((days, cidx))
+    ids, cidx = _unique(cust)
+    # one row per (customer, period), amounts summed; sorted by customer then day through one
+    # integer key: a stable sort gives the order of np.lexsort((days, cidx)) in half the time
+    first_day = days.min()
+    order = np.argsort(cidx.astype(np.int64) * (days.max() - first_day + 1) + (days - first_day),
+                       kind="stable")
     c, d, a = cidx[order], days[order], amt[order]
     new = np.ones(len(c), dtype=bool)
     new[1:] = (c[1:] != c[:-1]) | (d[1:] != d[:-1])

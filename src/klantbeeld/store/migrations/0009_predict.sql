@@ -16,3 +16,12 @@ CREATE TABLE model_runs (
     card JSON,
     error VARCHAR
 );
+
+-- Staging for replacing one score trait's values (emptied in the same transaction).
+CREATE TABLE score_staging (
+    profile_id VARCHAR NOT NULL,
+    value JSON,
+    num DOUBLE,
+    txt VARCHAR,
+    is_list BOOLEAN NOT NULL
+);
