@@ -1,6 +1,7 @@
 """Model cards and runs over HTTP (both engines): an admin starts a run in the background and
 sees its cards land; a read key reads cards but may not start runs; a write key reads nothing;
-a second run while one is going is refused; an unknown model is a 404."""
+a second run while one is going is refused, a bad predict.yaml is reported at once; an unknown
+model is a 404."""
 
 from __future__ import annotations
 
@@ -48,7 +49,10 @@ def test_runs_and_cards_over_http(collect_api, tmp_path):
     unknown = collect_api.admin("POST", "/v1/predict/run", json={"models": ["crystal_ball"]})
     assert unknown.status_code == 422
 
-    # one run at a time
+    # one run at a time; a run that cannot start says why at once
     with ws.predict._lock:
         busy = collect_api.admin("POST", "/v1/predict/run", json={})
     assert busy.status_code == 409 and busy.json()["code"] == "conflict"
+    (ws.settings.home / "predict.yaml").write_text("churn:\n  churn_windows: [7]\n")
+    bad = collect_api.admin("POST", "/v1/predict/run", json={})
+    assert bad.status_code == 422 and "predict.yaml" in bad.json()["message"]

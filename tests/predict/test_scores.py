@@ -14,7 +14,6 @@ from conftest import feed
 
 from klantbeeld.predict import scores
 from klantbeeld.predict.base import ScoreSet
-from klantbeeld.profiles.computed import InvalidDefinition
 from klantbeeld.profiles.lookup import get_profile
 from klantbeeld.segments.audience import export_members
 from klantbeeld.settings import load_settings
@@ -98,11 +97,30 @@ def test_trait_refreshes_keep_scores_and_a_new_run_replaces_them(ws, tmp_path):
     assert get_profile(ws, p[1])["computed"]["probability_alive"]["value"] == 0.4
 
 
-def test_predicted_definitions_are_validated(ws):
-    with pytest.raises(InvalidDefinition, match="/model"):
-        ws.segments.define_trait({"name": "x", "kind": "predicted"})
-    with pytest.raises(InvalidDefinition, match="/event"):
-        ws.segments.define_trait({"name": "x", "kind": "predicted", "model": "m",
-                                  "event": "Order Completed"})
+def test_predicted_definitions_are_validated_and_owned_by_the_models(ws):
+    from klantbeeld.profiles import computed
+    from klantbeeld.segments.service import SegmentConflict
+
+    assert [e.path for e in computed.validate({"name": "x", "kind": "predicted"})] == ["/model"]
+    assert [e.path for e in computed.validate(
+        {"name": "x", "kind": "predicted", "model": "m", "event": "Order Completed"})] == ["/event"]
+    with pytest.raises(SegmentConflict, match="written by the models"):
+        ws.segments.define_trait({"name": "x", "kind": "predicted", "model": "m"})
     with pytest.raises(TypeError, match="numbers, strings or lists"):
         write(ws, "bad", pids(ws)[:1], [{"a": 1}])
+
+
+def test_a_score_never_takes_over_a_trait_or_a_gone_profile(ws):
+    p = pids(ws)
+    ws.segments.define_trait({"name": "orders_total", "kind": "count",
+                              "event": "Order Completed"})
+    with pytest.raises(scores.TraitTaken, match="orders_total"):
+        write(ws, "orders_total", p[:1], [1.0])
+    assert ws.segments.traits.get("orders_total")["definition"]["kind"] == "count"
+    # a profile merged or erased after the model read its data gets no score
+    assert write(ws, "probability_alive", [p[0], "p_gone"], [0.5, 0.7]) == 1
+    assert ws.engine.fetchone("SELECT count(*) FROM profile_traits WHERE name = "
+                              "'probability_alive' AND profile_id = 'p_gone'")[0] == 0
+    # a score no model writes any more can be removed
+    ws.segments.delete_trait("probability_alive")
+    assert "probability_alive" not in get_profile(ws, p[0])["computed"]

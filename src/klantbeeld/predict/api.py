@@ -6,8 +6,6 @@ and answers 202; ``GET /v1/models`` shows each model's latest run as it lands.
 
 from __future__ import annotations
 
-import logging
-import threading
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -15,12 +13,12 @@ from pydantic import BaseModel, Field
 
 from ..collect.sources import Principal
 from ..http import ApiError, json_response, require
+from .config import PredictConfigError
 from .service import ModelNotFound, NoPurchases, PredictBusy
 
 router = APIRouter(tags=["predict"])
 reader = require("admin", "read")
 admin = require("admin")
-log = logging.getLogger(__name__)
 
 
 class RunBody(BaseModel):
@@ -48,18 +46,11 @@ def get_model(model: str, request: Request, _: Principal = Depends(reader)):
 def run_predict(request: Request, body: RunBody | None = None,
                 principal: Principal = Depends(admin)):
     """Start retraining the models and rewriting their scores (in the background)."""
-    predict = request.app.state.workspace.predict
     models = body.models if body else None
-    if predict.running:
-        raise ApiError(409, "conflict", "a prediction run is in progress; try again later")
-
-    def work() -> None:
-        try:
-            predict.run(models, actor=principal.actor)
-        except (NoPurchases, PredictBusy) as exc:
-            log.warning("prediction run: %s", exc)
-        except Exception:
-            log.exception("prediction run failed")
-
-    threading.Thread(target=work, name="klantbeeld-predict", daemon=True).start()
+    try:
+        request.app.state.workspace.predict.start(models, actor=principal.actor)
+    except PredictBusy as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    except (NoPurchases, PredictConfigError) as exc:
+        raise ApiError(422, "cannot_run", str(exc)) from None
     return json_response({"status": "started", "models": models}, status=202)

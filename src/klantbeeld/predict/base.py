@@ -34,8 +34,11 @@ class ScoreSet:
 
 @dataclass
 class ModelRun:
-    """One model's outcome: its card (JSON-able: metrics, window, parameters) and its scores."""
+    """One model's outcome: its card (JSON-able: metrics, window, parameters) and its scores —
+    or, when it could not be trained, ``error`` (one runner may yield several models, and one of
+    them failing must not take the others down)."""
 
     model: str
-    card: dict[str, Any]
+    card: dict[str, Any] | None
     scores: list[ScoreSet] = field(default_factory=list)
+    error: str | None = None

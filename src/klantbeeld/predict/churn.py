@@ -104,11 +104,15 @@ def run(features_at: Callable[[datetime], pa.Table], orders: pa.Table,
         return cache[cutoff]
 
     history = _History(orders)
+    runs = []
     with threadpool_limits(limits=config.threads, user_api="openmp"):
-        runs = [_run_one("churn", w, cached, history, config, now)
-                for w in config.churn_windows]
-        runs += [_run_one("purchase", w, cached, history, config, now)
-                 for w in config.purchase_windows]
+        for kind, windows in (("churn", config.churn_windows),
+                              ("purchase", config.purchase_windows)):
+            for w in windows:
+                try:
+                    runs.append(_run_one(kind, w, cached, history, config, now))
+                except ValueError as exc:   # too little data for this window: the others run
+                    runs.append(ModelRun(model=f"{kind}_{w}d", card=None, error=str(exc)))
     return runs
 
 

@@ -53,7 +53,8 @@ from .base import ModelRun, ScoreSet
 # engagement, and so that people who have not bought yet can rank high.
 SEED_RULE_FEATURES = ("orders_*", "days_since_last_order", "mean_days_between_orders",
                       "recency_to_gap", "order_trend_*", "monetary_total",
-                      "days_since_last_event", "events_*")
+                      "days_since_last_event", "events_*", "avg_order_value",
+                      "days_since_first_order")
 
 
 class LookalikeConfig(BaseModel):

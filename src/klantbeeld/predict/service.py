@@ -49,16 +49,18 @@ class Inputs:
 
     def __init__(self, s: Session, ws: "Workspace", config: PredictConfig, as_of: datetime) -> None:
         self.s, self.ws, self.config, self.as_of = s, ws, config, as_of
+        # models take history strictly before `now`: just after as_of, so the latest order counts
+        self.now = _after(as_of)
         self._features: dict[datetime, pa.Table] = {}
 
     @cached_property
     def orders(self) -> pa.Table:
-        return data.orders(self.s, self.ws.segments.config, until=_after(self.as_of))
+        return data.orders(self.s, self.ws.segments.config, until=self.now)
 
     @cached_property
     def lines(self) -> pa.Table:
         return data.order_lines(self.s, self.ws.segments.config, self.config.products.fields(),
-                                until=_after(self.as_of))
+                                until=self.now)
 
     def features_at(self, cutoff: datetime) -> pa.Table:
         from .features import behaviour_features
@@ -68,7 +70,16 @@ class Inputs:
                 self.s, self.ws.segments.config, cutoff, self.config.features)
         return self._features[cutoff]
 
+    @cached_property
+    def profiles(self) -> pa.Table:
+        return data.live_profiles(self.s)
+
     def seeds(self, segment_ids: list[str]) -> dict[str, list[str]]:
+        known = {r[0] for r in self.s.fetchall("SELECT segment_id FROM segments")}
+        missing = [sid for sid in segment_ids if sid not in known]
+        if missing:
+            raise LookupError(f"lookalike.seed_segments: no segment {', '.join(map(repr, missing))}"
+                              " (klantbeeld segments list shows the ids)")
         out: dict[str, list[str]] = {}
         for sid in segment_ids:
             rows = self.s.fetchall("SELECT profile_id FROM segment_members WHERE segment_id = $s "
@@ -89,33 +100,33 @@ def _runs(result: ModelRun | list[ModelRun]) -> list[ModelRun]:
 def _clv(i: Inputs) -> list[ModelRun]:
     from .lifetime import run
 
-    return _runs(run(i.orders, i.config.clv, i.as_of))
+    return _runs(run(i.orders, i.config.clv, i.now))
 
 
 def _rfm(i: Inputs) -> list[ModelRun]:
     from .rfm import run
 
-    return _runs(run(i.orders, i.config.rfm, i.as_of))
+    return _runs(run(i.orders, i.config.rfm, i.now))
 
 
 def _churn(i: Inputs) -> list[ModelRun]:
     from .churn import run
 
-    return _runs(run(i.features_at, i.orders, i.config.churn, i.as_of))
+    return _runs(run(i.features_at, i.orders, i.config.churn, i.now))
 
 
 def _affinity(i: Inputs) -> list[ModelRun]:
     from .affinity import run
 
-    return _runs(run(i.lines, i.config.affinity, i.as_of))
+    cfg = i.config.affinity
+    return _runs(run(i.lines, cfg, i.now, profiles=i.profiles if cfg.include_cold else None))
 
 
 def _lookalike(i: Inputs) -> list[ModelRun]:
     from .lookalike import run
 
     cfg = i.config.lookalike
-    return _runs(run(i.features_at(_after(i.as_of)), i.seeds(list(cfg.seed_segments)), cfg,
-                     i.as_of))
+    return _runs(run(i.features_at(i.now), i.seeds(list(cfg.seed_segments)), cfg, i.now))
 
 
 RUNNERS: dict[str, Callable[[Inputs], list[ModelRun]]] = {
@@ -141,18 +152,44 @@ class Predictions:
             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Train and score the chosen models (default: those in predict.yaml); return a summary
         per model. Raises :class:`PredictBusy` when a run is already going in this process."""
-        config = self.config
-        chosen = list(models) if models else list(config.models)
-        unknown = sorted(set(chosen) - set(MODELS))
-        if unknown:
-            raise ModelNotFound(f"no model {', '.join(map(repr, unknown))}; "
-                                f"choose from {', '.join(MODELS)}")
-        if not self._lock.acquire(blocking=False):
-            raise PredictBusy("a prediction run is in progress; try again when it has finished")
+        config, chosen = self._prepare(models)
+        self._acquire()
         try:
             return self._run(config, chosen, actor, as_of, progress or (lambda _m: None))
         finally:
             self._lock.release()
+
+    def start(self, models: list[str] | None = None, *, actor: str = "api") -> None:
+        """Check that a run can start — predict.yaml valid, purchases stored, no run going —
+        and raise if not; then run it in a background thread (the API's way: minutes of work
+        do not hold a request)."""
+        config, chosen = self._prepare(models)
+        with self.engine.session() as s:
+            _as_of(s, self.ws)
+        self._acquire()
+
+        def work() -> None:
+            try:
+                self._run(config, chosen, actor, None, lambda _m: None)
+            except Exception:
+                log.exception("prediction run failed")
+            finally:
+                self._lock.release()
+
+        threading.Thread(target=work, name="klantbeeld-predict", daemon=True).start()
+
+    def _prepare(self, models: list[str] | None) -> tuple[PredictConfig, list[str]]:
+        config = self.config
+        chosen = list(dict.fromkeys(models or config.models))
+        unknown = sorted(set(chosen) - set(MODELS))
+        if unknown:
+            raise ModelNotFound(f"no model {', '.join(map(repr, unknown))}; "
+                                f"choose from {', '.join(MODELS)}")
+        return config, chosen
+
+    def _acquire(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            raise PredictBusy("a prediction run is in progress; try again when it has finished")
 
     def _run(self, config: PredictConfig, chosen: list[str], actor: str,
              as_of: datetime | None, progress: Callable[[str], None]) -> dict[str, Any]:
@@ -178,22 +215,26 @@ class Predictions:
         try:
             runs = RUNNERS[name](inputs)
         except Exception as exc:   # one model's failure must not stop the others
-            log.warning("model %s failed: %s", name, exc, exc_info=not isinstance(exc, ValueError))
-            message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
-            self._record(name, batch, began, inputs.as_of, actor, "failed", 0, None, message)
-            return [{"model": name, "status": "failed", "scored": 0, "error": message,
-                     "seconds": round(time.perf_counter() - t0, 2)}]
+            runs = [ModelRun(model=name, card=None, error=_message(name, exc))]
         out = []
         for r in runs:
-            now = _now()
-            written = 0
-            with self.ws.segments.writing() as tx:
-                for score_set in r.scores:
-                    written += scores.write(tx, self.ws.segments.traits, r.model, score_set, now)
-                self._record(r.model, batch, began, inputs.as_of, actor, "done", written, r.card,
-                             None, tx)
-            out.append({"model": r.model, "status": "done", "scored": written,
-                        "traits": [x.trait for x in r.scores],
+            written, error = 0, r.error
+            if error is None:
+                try:
+                    with self.ws.segments.writing() as tx:
+                        for score_set in r.scores:
+                            written += scores.write(tx, self.ws.segments.traits, r.model,
+                                                    score_set, _now())
+                        self._record(r.model, batch, began, inputs.as_of, actor, "done",
+                                     written, r.card, None, tx)
+                except Exception as exc:   # nothing of this model written; go on with the next
+                    written, error = 0, _message(r.model, exc)
+            if error is not None:
+                self._record(r.model, batch, began, inputs.as_of, actor, "failed", 0, r.card,
+                             error)
+            out.append({"model": r.model, "status": "failed" if error else "done",
+                        "scored": written, "error": error,
+                        "traits": [x.trait for x in r.scores] if error is None else [],
                         "seconds": round(time.perf_counter() - t0, 2)})
         return out
 
@@ -228,8 +269,11 @@ class Predictions:
             rows = s.fetch_dicts(f"SELECT {_COLUMNS} FROM model_runs WHERE model = $m "
                                  "ORDER BY run_id DESC LIMIT $n", {"m": model, "n": history})
         if not rows:
-            raise ModelNotFound(f"no run of model {model!r} yet; `klantbeeld predict run` trains "
-                                f"the models ({', '.join(MODELS)})")
+            names = [r[0] for r in self.engine.fetchall(
+                "SELECT DISTINCT model FROM model_runs ORDER BY model")]
+            raise ModelNotFound(f"no run of model {model!r} yet; cards so far: "
+                                f"{', '.join(names) or 'none'} (`klantbeeld predict run` trains "
+                                f"{', '.join(MODELS)})")
         latest = _out(rows[0])
         latest["history"] = [{k: v for k, v in _out(r).items() if k != "card"} for r in rows]
         return latest
@@ -261,6 +305,14 @@ def _as_of(s: Session, ws: "Workspace") -> datetime:
     latest = s.fetchone('SELECT max("timestamp") FROM events')[0]
     now = _now()
     return min(latest, now) if latest is not None else now
+
+
+def _message(model: str, exc: Exception) -> str:
+    """A failure as the card shows it: the message for expected ones (too little data, a bad
+    option), with the exception type for the unexpected (also logged with the trace)."""
+    expected = isinstance(exc, (ValueError, LookupError))
+    log.warning("model %s failed: %s", model, exc, exc_info=not expected)
+    return str(exc) if expected else f"{type(exc).__name__}: {exc}"
 
 
 def _now() -> datetime:

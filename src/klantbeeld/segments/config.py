@@ -63,6 +63,9 @@ class SegmentsConfig(BaseModel):
             errors = computed.validate(d)
             if errors:
                 raise ValueError(f"computed_traits[{i}]{errors[0]}")
+            if d.get("kind") == computed.PREDICTED:
+                raise ValueError(f"computed_traits[{i}]: kind predicted is written by the models "
+                                 "(predict.yaml), not declared here")
             if d["name"] in builtin:
                 raise ValueError(f"computed_traits[{i}]: {d['name']!r} is a built-in trait")
         for s in self.segments:

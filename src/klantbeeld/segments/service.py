@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import orjson
 
 from ..identity.persist import audit
+from ..profiles import computed
 from ..profiles.materialise import trait_values
 from ..profiles.trait_defs import ComputedTraits, TraitNotFound
 from ..store import Session, json_value
@@ -243,9 +244,12 @@ class Segments:
             row = s.fetchone("SELECT origin FROM computed_traits WHERE name = $n",
                              {"n": definition.get("name") if isinstance(definition, dict)
                               else None})
+            if isinstance(definition, dict) and definition.get("kind") == computed.PREDICTED:
+                raise SegmentConflict("kind predicted is written by the models "
+                                      "(`klantbeeld predict run`, predict.yaml), not defined")
             if row is not None and row[0] != "api":
                 raise SegmentConflict(f"computed trait {definition['name']!r} is {row[0]}; "
-                                      "change it in segments.yaml")
+                                      + _where_defined(row[0]))
             if self.traits.upsert(s, definition, "api", now, replace=replace):
                 self.traits.refresh(s, [definition["name"]], now=now)
                 for sid in sorted(self._using_traits(s, [definition["name"]])):
@@ -259,9 +263,9 @@ class Segments:
             row = s.fetchone("SELECT origin FROM computed_traits WHERE name = $n", {"n": name})
             if row is None:
                 raise TraitNotFound(f"no computed trait {name!r}")
-            if row[0] != "api":
-                raise SegmentConflict(f"computed trait {name!r} is {row[0]}; remove it from "
-                                      "segments.yaml")
+            if row[0] not in ("api", "predict"):   # a score no model writes any more may go
+                raise SegmentConflict(f"computed trait {name!r} is {row[0]}; "
+                                      + _where_defined(row[0]))
             users = self._using_traits(s, [name])
             if users:
                 raise SegmentConflict(f"computed trait {name!r} is used by segments "
@@ -347,3 +351,9 @@ class Segments:
                 "definition": json_value(row["definition"]), "origin": row["origin"],
                 "size": int(row["size"]), "created_at": _iso(row["created_at"]),
                 "updated_at": _iso(row["updated_at"]), "computed_at": _iso(row["computed_at"])}
+
+
+def _where_defined(origin: str) -> str:
+    return {"predict": "a score the models write (predict.yaml); the next `klantbeeld predict "
+                       "run` replaces it",
+            "builtin": "built in"}.get(origin, "change it in segments.yaml")
