@@ -35,7 +35,7 @@ from .workspace import Workspace
 
 
 def _scheduled_predict(ws: Workspace) -> object:
-    from .predict.service import NoPurchases, PredictBusy
+    from .predict.base import NoPurchases, PredictBusy
 
     try:
         return ws.predict.run(actor="schedule")

@@ -13,8 +13,7 @@ from pydantic import BaseModel, Field
 
 from ..collect.sources import Principal
 from ..http import ApiError, json_response, require
-from .config import PredictConfigError
-from .service import ModelNotFound, NoPurchases, PredictBusy
+from .base import ModelNotFound, NoPurchases, PredictBusy, PredictConfigError
 
 router = APIRouter(tags=["predict"])
 reader = require("admin", "read")

@@ -1,5 +1,8 @@
 """What every predictive model hands back: score sets that become traits, and model cards.
 
+Kept free of heavy imports (scikit-learn, SciPy): the CLI and the API import this module when
+they start, the models only when they run.
+
 A model module (``churn``, ``rfm``, ``affinity``, ``lookalike``, ``clv``) exposes
 ``run(frames, config, now) -> ModelRun``; :mod:`klantbeeld.predict.service` writes the scores onto
 profiles (``profile_traits``, kind ``computed``, declared as ``kind: predicted`` traits) and keeps
@@ -12,6 +15,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+
+MODELS = ("clv", "rfm", "churn", "affinity", "lookalike")   # runners, in their default order
+
+
+class PredictConfigError(ValueError):
+    """predict.yaml is invalid; the message names the field."""
+
+
+class PredictBusy(RuntimeError):
+    """A run is in progress in this process."""
+
+
+class ModelNotFound(LookupError):
+    pass
+
+
+class NoPurchases(ValueError):
+    """The workspace has no purchase events to learn from."""
 
 
 @dataclass

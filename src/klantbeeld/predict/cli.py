@@ -9,9 +9,8 @@ import orjson
 
 from ..cli_support import (cli_actor, fail, json_option, open_workspace, print_json, print_table,
                            store_options, user_errors)
+from .base import MODELS, ModelNotFound, NoPurchases, PredictBusy, PredictConfigError
 from .cards import metrics
-from .config import MODELS, PredictConfigError
-from .service import ModelNotFound, NoPurchases, PredictBusy
 
 ERRORS = (ModelNotFound, NoPurchases, PredictBusy, PredictConfigError)
 

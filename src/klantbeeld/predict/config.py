@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..config_files import load_yaml_model
 from .affinity import AffinityConfig
+from .base import MODELS, PredictConfigError
 from .churn import ChurnConfig
 from .data import ProductFields
 from .features import FeaturesConfig
@@ -21,12 +22,7 @@ from .lifetime import LifetimeConfig
 from .lookalike import LookalikeConfig
 from .rfm import RFMConfig
 
-MODELS = ("clv", "rfm", "churn", "affinity", "lookalike")
 KEY = r"^[A-Za-z_$][A-Za-z0-9_$-]{0,99}$"
-
-
-class PredictConfigError(ValueError):
-    """predict.yaml is invalid; the message names the field."""
 
 
 class ProductsConfig(BaseModel):

@@ -22,26 +22,14 @@ import pyarrow as pa
 
 from ..store import Session, json_value
 from . import data, scores
-from .base import ModelRun
+from .base import MODELS, ModelNotFound, ModelRun, NoPurchases, PredictBusy
 from .cards import metrics
-from .config import MODELS, PredictConfig, load_predict_config
+from .config import PredictConfig, load_predict_config
 
 if TYPE_CHECKING:
     from ..workspace import Workspace
 
 log = logging.getLogger(__name__)
-
-
-class PredictBusy(RuntimeError):
-    """A run is in progress in this process."""
-
-
-class ModelNotFound(LookupError):
-    pass
-
-
-class NoPurchases(ValueError):
-    """The workspace has no purchase events to learn from."""
 
 
 class Inputs:
