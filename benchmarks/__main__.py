@@ -1,4 +1,4 @@
-"""`python -m benchmarks [ingest] [import] [identity] [segments] [realtime] [erasure] [predict] [--engines duckdb,postgres] [--quick]`.
+"""`python -m benchmarks [ingest] [import] [identity] [segments] [realtime] [erasure] [dmp] [predict] [--engines duckdb,postgres] [--quick]`.
 
 Prints one table per benchmark and writes every figure to bench-results/latest.json.
 """
@@ -12,7 +12,7 @@ import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
-BENCHMARKS = ("ingest", "import", "identity", "segments", "realtime", "erasure", "predict")
+BENCHMARKS = ("ingest", "import", "identity", "segments", "realtime", "erasure", "dmp", "predict")
 
 
 def _table(title: str, rows: list[dict], columns: list[str]) -> str:
@@ -132,6 +132,15 @@ def main() -> None:
         out.append(_table("Erasure: the collection gate on 20,000 events", res["erasure_gate"],
                           ["suppressions_before", "split_20k_ms_before", "suppressions_after",
                            "split_20k_ms_after"]))
+    if "dmp" in args.which:
+        from . import dmp
+
+        rows, pg_rows = (200_000, 100_000) if args.quick else (10_000_000, 1_000_000)
+        res = dmp.run(engines, rows, args.pg_server, pg_rows)
+        results["dmp"] = res
+        out.append(_table(f"DMP cookie segments: load, expiry of {rows:,} rows (PostgreSQL "
+                          f"{pg_rows:,}), cookie read, feed apply", res,
+                          ["engine", "step", "rows", "seconds", "per_s", "note"]))
     if "predict" in args.which:
         from . import predict
 

@@ -107,6 +107,8 @@ class LiveServer:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.1)
+        self.proc.kill()   # not left running behind a failed test
+        self.proc.wait()
         raise RuntimeError("server did not come up in 30 s")
 
     def kill(self) -> None:

@@ -19,7 +19,10 @@ from .collect.api import router as collect_router
 from .collect.ratelimit import RateLimiter
 from .collect.sources import KeyRing
 from .collect.workers import IngestPool
+from .dmp.store import expire as expire_dmp
 from .http import ApiError, error_response, json_response
+from .dmp.activation_api import router as dmp_activation_router
+from .dmp.api import router as dmp_router
 from .identity.api import router as identity_router
 from .predict.api import router as predict_router
 from .profiles.api import router as profiles_router
@@ -74,12 +77,15 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
                              lambda: run_retention(ws, actor="schedule")).start()
         requests = Periodic("privacy-requests", ws.settings.privacy_interval_minutes * 60,
                             lambda: len(process_pending(ws, "schedule"))).start()
+        expiry = Periodic("dmp-expiry", ws.settings.dmp_expiry_interval_hours * 3600,
+                          lambda: expire_dmp(ws.engine)).start()
         predictions = Periodic("predict", ws.settings.predict_interval_hours * 3600,
                                lambda: _scheduled_predict(ws)).start()
         try:
             yield
         finally:
             predictions.stop()
+            expiry.stop()
             requests.stop()
             retention.stop()
             refresher.stop()
@@ -94,7 +100,7 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
         title="Klantbeeld",
         version=__version__,
         description="Customer Data Platform: collection (Segment-compatible), sources, failed events, "
-        "identity resolution, unified profiles, computed traits and segments, predictive scores.",
+        "identity resolution, unified profiles, computed traits and segments, predictive scores, the DMP bridge.",
         lifespan=lifespan,
     )
 
@@ -124,6 +130,8 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
     app.include_router(identity_router)
     app.include_router(segments_router)
     app.include_router(predict_router)
+    app.include_router(dmp_router)
+    app.include_router(dmp_activation_router)
     app.include_router(dsr_router)
     app.include_router(privacy_admin_router)
     return app

@@ -10,6 +10,8 @@ from .collect.cli import failed_group, sources_group, status_command
 from .collect.importer.cli import import_command
 from .collect.sources import CHANNELS
 from .demo.cli import demo_command, demo_data
+from .dmp.activation_cli import COMMANDS as DMP_ACTIVATION_COMMANDS
+from .dmp.cli import dmp_group
 from .identity.cli import eval_group, identity_group
 from .predict.cli import predict_group
 from .predict.clv_cli import clv_group
@@ -108,6 +110,9 @@ main.add_command(eval_group)
 main.add_command(profile_group)
 main.add_command(predict_group)
 main.add_command(clv_group)
+for _command in DMP_ACTIVATION_COMMANDS:
+    dmp_group.add_command(_command)
+main.add_command(dmp_group)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

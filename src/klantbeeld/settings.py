@@ -81,6 +81,19 @@ class Settings(BaseSettings):
         "rewrites their scores onto profiles. 0: never on a schedule (`klantbeeld predict run`).",
     )
 
+    dmp_config: Path | None = Field(
+        None, description="The DMP bridge: time to live of third-party segments (default, per "
+        "source, per segment), ID sync TTL, partners (YAML). Default: dmp.yaml in the data "
+        "directory, if present.",
+    )
+    dmp_expiry_interval_hours: float = Field(
+        1.0, ge=0, description="How often the server deletes cookie segments and ID syncs whose "
+        "time to live ran out. 0: never on a schedule (`klantbeeld dmp expire`).",
+    )
+
+    def dmp_config_path(self) -> Path:
+        return self.dmp_config or self.home / "dmp.yaml"
+
     def predict_config_path(self) -> Path:
         return self.predict_config or self.home / "predict.yaml"
 

@@ -1,12 +1,13 @@
 """``klantbeeld demo``: demo data → a fresh workspace → every file imported, ready to serve.
 
 This is what ``make demo`` runs before ``klantbeeld serve``. It goes through the same public steps
-a user takes (init, sources, import), so the demo shows the product, not a shortcut. Files whose
-feature is not built yet (the DMP feed) are listed as skipped, with the reason.
+a user takes (init, sources, import, the DMP feed and taxonomy, a model run), so the demo shows
+the product, not a shortcut.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ from typing import Any, Callable
 
 from ..collect.importer import import_file
 from ..collect.sources import SourceError, create_key, create_source, get_source
+from ..dmp import apply_feed, load_taxonomy_file, read_feed, workspace_config
 from ..identity.evaluate import evaluate, read_truth
 from ..identity.matching import run_matching
 from ..predict.cards import metrics
@@ -24,7 +26,6 @@ from ..workspace import Workspace
 from .generate import generate
 
 KEYS_FILE = "demo-keys.json"
-SKIPPED_KINDS = {"aam-tsv": "DMP feeds are imported by the DMP bridge, which is not built yet"}
 
 
 def run_demo(settings: Settings, out: Path, customers: int = 2000, seed: int = 42,
@@ -48,9 +49,9 @@ def run_demo(settings: Settings, out: Path, customers: int = 2000, seed: int = 4
         imports = []
         for entry in manifest["files"]:
             keys[entry["source"]] = _source_key(ws, entry["source"], entry["channel"])
-            if entry["kind"] in SKIPPED_KINDS:
-                imports.append({"file": entry["path"], "source": entry["source"],
-                                "skipped": SKIPPED_KINDS[entry["kind"]]})
+            if entry["kind"] == "aam-tsv":
+                say(f"loading the DMP taxonomy and {entry['path']} into source {entry['source']}")
+                imports.append(_load_dmp(ws, out, entry))
                 continue
             say(f"importing {entry['path']} into source {entry['source']}")
             report = import_file(
@@ -74,18 +75,55 @@ def run_demo(settings: Settings, out: Path, customers: int = 2000, seed: int = 4
                   for m in ws.predict.models()]
         segments = [{"id": s["id"], "name": s["name"], "size": s["size"]}
                     for s in ws.segments.list()]
+        say("training a look-alike audience of loyal customers' cookies (DMP)")
+        lookalike = _dmp_lookalike(ws, out / manifest["lookalike_truth"])
         sample = ws.engine.fetchone(
             "SELECT i.id_type || ':' || i.id_value FROM identifiers i WHERE i.id_type = 'email' "
             "AND i.profile_id IN (SELECT profile_id FROM identifiers WHERE id_type = 'user_id') "
             "ORDER BY i.identifier_id LIMIT 1")
     summary = {"admin_key": init["admin_key"], "write_keys": keys, "imports": imports,
                "matching": matching, "identity": identity, "segments": segments,
-               "models": models, "predict_seconds": run["took_s"],
+               "models": models, "predict_seconds": run["took_s"], "dmp_lookalike": lookalike,
                "sample_profile": sample[0] if sample else None,
                "data": str(out), "workspace": str(settings.home),
                "seconds": round(time.perf_counter() - started, 1)}
     _write_keys(settings.home, summary)
     return summary
+
+
+def _load_dmp(ws: Workspace, out: Path, entry: dict[str, Any]) -> dict[str, Any]:
+    """The demo DMP: its taxonomy, then its Audience Manager feed (cookie → segment ids)."""
+    started = time.perf_counter()
+    load_taxonomy_file(ws.engine, out / entry["taxonomy"])
+    report = apply_feed(ws.engine, entry["source"], read_feed(out / entry["path"], "aam"),
+                        config=workspace_config(ws), name=entry["path"])
+    return {"file": entry["path"], "source": entry["source"], "rows": report.lines,
+            "accepted": report.lines - report.rejected, "duplicates": 0,
+            "failed": report.rejected, "cookies": report.cookies,
+            "unknown_segments": report.unknown_total,
+            "seconds": round(time.perf_counter() - started, 2)}
+
+
+def _dmp_lookalike(ws: Workspace, truth_path: Path) -> dict[str, Any]:
+    """Look-alike cookies of the loyal segment, and how many of the top 5 % are the planted
+    loyal-alikes of the demo data (lift against their share among all scored cookies)."""
+    from datetime import datetime, timezone
+
+    from ..dmp.lookalike import build
+
+    truth = {}
+    with open(truth_path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            truth[row["cookie_id"]] = row["is_seed_like"] == "1"
+    with ws.engine.session() as s:
+        result = build(s, "loyal", datetime.now(timezone.utc), privacy_config=ws.privacy_config)
+    scored = [truth.get(c, False) for c in result.cookie_ids]
+    top = scored[:max(1, len(scored) * 5 // 100)]
+    base = sum(scored) / len(scored) if scored else 0.0
+    quality = result.quality(5.0)
+    return {"seed_cookies": result.card.get("positives"), "scored": len(scored),
+            "top5_lift_vs_truth": round(sum(top) / len(top) / base, 2) if base else None,
+            "heldout_lift_top5": quality.get("lift")}
 
 
 def _install_identity_rules(settings: Settings) -> None:

@@ -16,6 +16,8 @@ Order of work (one request):
    - the profiles and every profile merged into them, their merges, review-queue pairs, traits
      (sent, computed, scores), segment memberships and history, internal events, consent entries
      and restrictions;
+   - the DMP cookie profiles (third-party segments) of the person's cookie and device ids, and
+     the partner ID syncs of those ids;
    - audit entries that name an identifier value or profile id are kept but scrubbed (subject and
      detail replaced), so the trail still shows that something happened and who did it;
    - access archives of the person's earlier requests (files under ``<data dir>/privacy/``) and
@@ -58,6 +60,7 @@ CHUNK = 1024
 _RESOLVER_LOCK = 0x6B6C6964  # identity.resolver's: no resolution step runs meanwhile
 _BEFORE = r"(?<![\w.+\-@])"
 _AFTER = r"(?![\w+\-@]|\.\w)"
+COOKIE_ID_TYPES = ("anonymous_id", "device_id")   # identifiers a DMP keys cookie profiles by
 
 
 def _now() -> datetime:
@@ -268,6 +271,13 @@ def _remove_all(ws: "Workspace", s: Session, subject: Subject,
         where, params = in_list(chunk, "v")
         rm.remove("identity_decisions", f"id_value IN {where}", params)
         rm.remove("identity_rules", f"id_value IN {where} OR other_value IN {where}", params)
+    # DMP: the cookie profiles of the person's cookies and devices (their third-party segments,
+    # which enrich the profile only when read), and the partner ID syncs of those cookies.
+    cookies = sorted({v for _, t, v, _ in subject.identifiers if t in COOKIE_ID_TYPES})
+    for chunk in _chunks(cookies):
+        where, params = in_list(chunk, "c")
+        rm.remove("cookie_segments", f"cookie_id IN {where}", params)
+        rm.remove("id_sync", f"cookie_id IN {where}", params)
     # Profiles and everything derived from them.
     lost_segments = []
     for chunk in _chunks(pids):

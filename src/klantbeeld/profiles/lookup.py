@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..dmp.enrich import third_party_segments
 from ..identity.identifiers import parse_identifier
 from ..store.dialect import in_list
 from ..privacy.consent import current as current_consent
@@ -86,6 +87,9 @@ def get_profile(ws: "Workspace", pid: str) -> dict[str, Any]:
                     for r in s.fetch_dicts(
             "SELECT segment_id, entered_at FROM segment_members WHERE profile_id = $p "
             "ORDER BY segment_id", {"p": pid})]
+        # Third-party segments of linked cookies, only while consent allows the enrichment
+        third_party = [{**r, "expires_at": _iso(r["expires_at"])} for r in third_party_segments(
+            s, ws.privacy_config, pid, datetime.now(timezone.utc))]
         where, params = in_list(seqs[pid], "s")
         decisions = s.fetch_dicts(
             "SELECT id_type AS type, id_value AS value, decided_at, reason "
@@ -104,6 +108,7 @@ def get_profile(ws: "Workspace", pid: str) -> dict[str, Any]:
         "computed": computed,
         "segments": segments,
         "consent": consent,
+        "third_party_segments": third_party,
         "events": {"total": sum(by_type.values()), "by_channel": dict(sorted(by_channel.items())),
                    "by_type": dict(sorted(by_type.items()))},
         "aliases": aliases,

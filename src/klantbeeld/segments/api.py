@@ -159,6 +159,8 @@ def export(segment_id: str, request: Request,
                                 "advertising, …): only members whose consent allows it."),
            destination: Literal["google", "meta"] | None = Query(
                None, description="Hash the identifiers as this ad platform requires."),
+           third_party: bool = Query(False, description="Add the column third_party_segments "
+                                     "(only where consent allows third_party_enrichment)."),
            who: Principal = Depends(reader)):
     """Stream the members whose consent allows the purpose (restricted profiles never), with the
     chosen traits and identifiers."""
@@ -169,12 +171,15 @@ def export(segment_id: str, request: Request,
     _run(ws.segments.get, segment_id)
     allowed, params = _run(activation_filter, ws.privacy_config, purpose)
     trait_names, id_types = _names(traits), _names(identifiers)
+    enrich = (ws.privacy_config, datetime.now(timezone.utc)) if third_party else None
     chunks = _run(export_chunks, ws.engine, segment_id, format, trait_names, id_types,
-                  only_profiles=allowed, only_params=params, destination=destination)
+                  only_profiles=allowed, only_params=params, destination=destination,
+                  third_party=enrich)
     with ws.engine.transaction() as tx:
         audit(tx, who.actor, "segment.export", segment_id, orjson.dumps(
             {"format": format, "purpose": purpose, "destination": destination,
-             "traits": trait_names, "identifiers": id_types}).decode(), datetime.now(timezone.utc))
+             "traits": trait_names, "identifiers": id_types, "third_party": third_party}).decode(),
+            datetime.now(timezone.utc))
     return StreamingResponse(chunks, media_type=MEDIA[format], headers={
         "Content-Disposition": f'attachment; filename="{segment_id}.{format}"'})
 

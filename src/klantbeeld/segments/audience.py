@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime
 from collections.abc import Iterator
 from itertools import combinations
 from typing import Any, BinaryIO
@@ -14,6 +15,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..dmp.enrich import THIRD_PARTY_COLUMN, export_columns, third_party_values
 from ..store import Engine
 from ..store.dialect import in_list
 from ..profiles.materialise import trait_values
@@ -71,7 +73,8 @@ def export_members(engine: Engine, segment_id: str, out: BinaryIO, fmt: str,
                    traits: list[str], identifiers: list[str], batch_size: int = 10_000,
                    only_profiles: str | None = None,
                    only_params: dict[str, Any] | None = None,
-                   destination: str | None = None) -> int:
+                   destination: str | None = None,
+                   third_party: tuple[Any, datetime] | None = None) -> int:
     """Write the segment's members to ``out``; return the number of rows written.
 
     One row per member, in profile id order: ``profile_id``, each chosen trait (computed ones win,
@@ -92,7 +95,7 @@ def export_members(engine: Engine, segment_id: str, out: BinaryIO, fmt: str,
     """
     rows = 0
     for chunk, n in _stream(engine, segment_id, fmt, traits, identifiers, batch_size,
-                            only_profiles, only_params, destination):
+                            only_profiles, only_params, destination, third_party):
         out.write(chunk)
         rows += n
     return rows
@@ -102,7 +105,8 @@ def export_chunks(engine: Engine, segment_id: str, fmt: str, traits: list[str],
                   identifiers: list[str], batch_size: int = 10_000,
                   only_profiles: str | None = None,
                   only_params: dict[str, Any] | None = None,
-                  destination: str | None = None) -> Iterator[bytes]:
+                  destination: str | None = None,
+                  third_party: tuple[Any, datetime] | None = None) -> Iterator[bytes]:
     """:func:`export_members` as byte chunks, for an HTTP streaming response. Arguments and the
     segment are checked now (a caller can answer 400 / 404 before streaming); rows are read
     lazily, a batch per chunk. Parquet writes to an in-memory sink that is emptied after each row
@@ -110,14 +114,16 @@ def export_chunks(engine: Engine, segment_id: str, fmt: str, traits: list[str],
     bytes per batch) are held: bounded memory without a temporary file.
     """
     return (chunk for chunk, _ in _stream(engine, segment_id, fmt, traits, identifiers,
-                                          batch_size, only_profiles, only_params, destination)
+                                          batch_size, only_profiles, only_params, destination,
+                                          third_party)
             if chunk)
 
 
 def _stream(engine: Engine, segment_id: str, fmt: str, traits: list[str],
             identifiers: list[str], batch_size: int, only_profiles: str | None,
             only_params: dict[str, Any] | None,
-            destination: str | None = None) -> Iterator[tuple[bytes, int]]:
+            destination: str | None = None,
+            third_party: tuple[Any, datetime] | None = None) -> Iterator[tuple[bytes, int]]:
     """Check everything, then return the generator of (chunk, rows in it)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
@@ -125,7 +131,8 @@ def _stream(engine: Engine, segment_id: str, fmt: str, traits: list[str],
     for name in traits + identifiers:
         if not isinstance(name, str) or not name or len(name) > 200:
             raise ValueError(f"trait and identifier names are 1 to 200 characters: {name!r}")
-    columns = ["profile_id", *traits, *identifiers]
+    extra = export_columns(third_party is not None)
+    columns = ["profile_id", *traits, *identifiers, *extra]
     if len(set(columns)) != len(columns):
         raise ValueError("each column once: a trait and an identifier type may not share a "
                          "name, nor be called profile_id")
@@ -142,7 +149,7 @@ def _stream(engine: Engine, segment_id: str, fmt: str, traits: list[str],
            "AND profile_id > $after ORDER BY profile_id LIMIT $n")
     params = {**(only_params or {}), "sid": segment_id, "n": batch_size}
     return _chunks(engine, sql, params, traits, identifiers,
-                   _ENCODERS[fmt](columns, traits, identifiers), hasher)
+                   _ENCODERS[fmt](columns, traits, [*identifiers, *extra]), hasher, third_party)
 
 
 def _hasher(destination: str | None, identifiers: list[str]):
@@ -170,7 +177,8 @@ def _hasher(destination: str | None, identifiers: list[str]):
 
 
 def _chunks(engine: Engine, sql: str, params: dict[str, Any], traits: list[str],
-            identifiers: list[str], encoder: _Encoder, hasher=None) -> Iterator[tuple[bytes, int]]:
+            identifiers: list[str], encoder: _Encoder, hasher=None,
+            third_party: tuple[Any, datetime] | None = None) -> Iterator[tuple[bytes, int]]:
     yield encoder.start(), 0
     after = ""
     while True:
@@ -180,10 +188,14 @@ def _chunks(engine: Engine, sql: str, params: dict[str, Any], traits: list[str],
                 break
             values = trait_values(s, ids, traits)
             idents = _identifiers(s, ids, identifiers)
+            enriched = third_party_values(s, third_party[0], ids, third_party[1]) \
+                if third_party else {}
         if hasher is not None:
             idents = {k: hasher(k[1], v) for k, v in idents.items()}
         rows = [{"profile_id": pid, **{t: values.get(pid, {}).get(t) for t in traits},
-                 **{t: _one_or_list(idents.get((pid, t))) for t in identifiers}} for pid in ids]
+                 **{t: _one_or_list(idents.get((pid, t))) for t in identifiers},
+                 **({THIRD_PARTY_COLUMN: enriched.get(pid, [])} if third_party else {})}
+                for pid in ids]
         yield encoder.batch(rows), len(rows)
         after = ids[-1]
         if len(ids) < params["n"]:

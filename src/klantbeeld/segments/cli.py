@@ -221,10 +221,13 @@ def overlap(segment_ids, home, database_url, as_json) -> None:
               help="Normalise and hash the identifiers as this ad platform requires.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), required=True,
               help="File to write (- for standard output).")
+@click.option("--third-party", is_flag=True,
+              help="Add the column third_party_segments: each member's third-party segment ids "
+                   "(only where consent allows third_party_enrichment).")
 @store_options
 @user_errors(*ERRORS)
-def export(segment_id, fmt, traits, identifiers, purpose, destination, output, home,
-           database_url) -> None:
+def export(segment_id, fmt, traits, identifiers, purpose, destination, output, third_party,
+           home, database_url) -> None:
     """Write the members whose consent allows the purpose, with chosen traits and identifiers,
     streaming."""
     from datetime import datetime, timezone
@@ -236,11 +239,12 @@ def export(segment_id, fmt, traits, identifiers, purpose, destination, output, h
     with open_workspace(home, database_url) as ws:
         ws.segments.get(segment_id)
         allowed, params = activation_filter(ws.privacy_config, purpose)
+        enrich = (ws.privacy_config, datetime.now(timezone.utc)) if third_party else None
 
         def write(out) -> int:
             return export_members(ws.engine, segment_id, out, fmt, _names(traits),
                                   _names(identifiers), only_profiles=allowed, only_params=params,
-                                  destination=destination)
+                                  destination=destination, third_party=enrich)
 
         if str(output) == "-":
             rows = write(sys.stdout.buffer)
@@ -250,7 +254,7 @@ def export(segment_id, fmt, traits, identifiers, purpose, destination, output, h
         with ws.engine.transaction() as tx:
             audit(tx, cli_actor(), "segment.export", segment_id,
                   orjson.dumps({"format": fmt, "purpose": purpose, "destination": destination,
-                                "rows": rows}).decode(),
+                                "third_party": third_party, "rows": rows}).decode(),
                   datetime.now(timezone.utc))
     if str(output) != "-":
         click.echo(f"{rows:,} members → {output}", err=True)
