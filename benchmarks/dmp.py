@@ -185,9 +185,17 @@ def run(engines: list[str], rows: int, pg_server: str, pg_rows: int | None = Non
                                     f"{report.removed:,} removed, {report.rejected} rejected"})
             finally:
                 ws.close()
+                if engine == "postgres":   # gigabytes at full scale: not left behind
+                    _drop(pg_server, ws.engine.url)
         finally:
             shutil.rmtree(home, ignore_errors=True)
     return out
+
+
+def _drop(server: str, url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":   # python -m benchmarks.dmp [rows] [pg_rows]

@@ -20,10 +20,13 @@ def test_demo_loads_every_record_of_the_imported_files(tmp_path):
                                        str(out), "--data-dir", str(home), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
-    imported = [r for r in summary["imports"] if "skipped" not in r]
+    assert all(r["failed"] == 0 and r["accepted"] == r["rows"] for r in summary["imports"])
+    imported = [r for r in summary["imports"] if r["source"] != "dmp"]
     assert {r["source"] for r in imported} == {"crm", "webshop", "app", "pos", "email"}
-    assert all(r["failed"] == 0 and r["accepted"] == r["rows"] for r in imported)
-    assert [r["file"] for r in summary["imports"] if "skipped" in r] == ["dmp_feed.tsv"]
+    # the DMP feed lands on cookie profiles (not events): one per line of the file
+    dmp, = [r for r in summary["imports"] if r["source"] == "dmp"]
+    feed_cookies = {line.split("\t")[0] for line in (out / "dmp_feed.tsv").read_text().splitlines()}
+    assert dmp["cookies"] == len(feed_cookies) == dmp["rows"]
 
     keys_file = home / "demo-keys.json"
     assert stat.S_IMODE(keys_file.stat().st_mode) == 0o600
@@ -34,6 +37,8 @@ def test_demo_loads_every_record_of_the_imported_files(tmp_path):
             principal = ring.resolve(key)
             assert principal.role == "write" and principal.source.name == name
         assert ring.resolve(summary["admin_key"]).role == "admin"
+        cookies = {c for (c,) in ws.engine.fetchall("SELECT DISTINCT cookie_id FROM cookie_segments")}
+        assert cookies == feed_cookies
     # Every ground-truth record of an imported file is an event, under its own message id.
     with open(out / "ground_truth.csv", newline="") as fh:
         keys = [row["record_key"] for row in csv.DictReader(fh)]

@@ -85,9 +85,12 @@ def demo_command(customers, seed, out_dir, fresh, url, home, database_url, as_js
         click.echo(f"  {m['model']:<13} {m['status']:<7} {figures or m['error'] or ''}")
     click.echo("\nSegments: " + ", ".join(f"{s['id']} {s['size']:,}" for s in summary["segments"]))
     la = summary["dmp_lookalike"]
-    click.echo(f"\nDMP look-alike of loyal customers: {la['scored']:,} unlinked cookies scored; "
-               f"top 5 %: lift {la['top5_lift_vs_truth']} against the planted loyal-alikes, "
-               f"held-out seed lift {la['heldout_lift_top5']}")
+    if "error" in la:
+        click.echo(f"\nDMP look-alike of loyal customers: not built: {la['error']}")
+    else:
+        click.echo(f"\nDMP look-alike of loyal customers: {la['scored']:,} unlinked cookies "
+                   f"scored; top 5 %: lift {la['top5_lift_vs_truth']} against the planted "
+                   f"loyal-alikes, held-out seed lift {la['heldout_lift_top5']}")
     click.echo(f"\nDemo loaded in {summary['seconds']} s. Workspace: {summary['workspace']}")
     click.echo(f"API (once served): {url}   interactive docs: {url}/docs")
     click.echo(f"admin key:  {summary['admin_key']}")

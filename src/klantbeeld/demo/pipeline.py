@@ -116,7 +116,11 @@ def _dmp_lookalike(ws: Workspace, truth_path: Path) -> dict[str, Any]:
         for row in csv.DictReader(f):
             truth[row["cookie_id"]] = row["is_seed_like"] == "1"
     with ws.engine.session() as s:
-        result = build(s, "loyal", datetime.now(timezone.utc), privacy_config=ws.privacy_config)
+        try:
+            result = build(s, "loyal", datetime.now(timezone.utc),
+                           privacy_config=ws.privacy_config)
+        except ValueError as exc:   # a small demo: too few loyal customers' cookies
+            return {"error": str(exc)}
     scored = [truth.get(c, False) for c in result.cookie_ids]
     top = scored[:max(1, len(scored) * 5 // 100)]
     base = sum(scored) / len(scored) if scored else 0.0
