@@ -27,6 +27,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from klantbeeld.predict import scores
 from klantbeeld.predict.clv import BetaGeoModel, GammaGammaModel
@@ -181,6 +182,16 @@ def score(profiles: int) -> list[dict]:
         ws = Workspace.open(load_settings(home=home, resolve_identities=False))
         try:
             traits = ws.segments.traits
+            # the profiles the scores belong to (scores are only written for live profiles)
+            ids = result.scores[0].table.column("profile_id").cast(pa.string())
+            n = len(ids)
+            with ws.engine.transaction() as s:
+                s.append("profiles", pa.table({
+                    "profile_id": ids,
+                    "created_at": pa.array([data.NOW] * n, pa.timestamp("us", tz="UTC")),
+                    "created_seq": pa.array(range(n), pa.int64()),
+                    "origin_identifier": pa.array(range(n), pa.int64())}))
+            ws.engine.execute("CHECKPOINT")
             started = time.perf_counter()
             written = 0
             with ws.engine.transaction() as s:
