@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import zlib
 from typing import Any, Callable
 
 import orjson
@@ -94,3 +95,27 @@ def require(*roles: str) -> Callable[[Request], Principal]:
         return principal
 
     return dependency
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, at most ``limit`` bytes (413 beyond, checked while it streams in), gzip
+    (``Content-Encoding: gzip``) inflated within the same limit (400 when it is not gzip)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if request.headers.get("content-encoding", "").lower() == "gzip":
+        inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header
+        try:
+            body = inflater.decompress(body, limit + 1)
+        except zlib.error:
+            raise ApiError(400, "invalid_gzip", "the body is not valid gzip") from None
+        if len(body) > limit or inflater.unconsumed_tail:
+            raise ApiError(413, "payload_too_large", f"decompressed body over {limit} bytes")
+    return body

@@ -9,14 +9,13 @@ goes to the failed-events store with its reason; the rest of the batch lands.
 from __future__ import annotations
 
 import asyncio
-import zlib
 from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ..http import ApiError, error_response, json_response, key_from_headers
+from ..http import ApiError, error_response, json_response, key_from_headers, read_body
 from .jobs import Job, Outcome
 from .prepare import Prepared, Refusal
 from .ratelimit import retry_after_header
@@ -62,33 +61,11 @@ def _doc(schema: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    if request.headers.get("content-encoding", "").lower() == "gzip":
-        inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header
-        try:
-            body = inflater.decompress(body, limit + 1)
-        except zlib.error:
-            raise ApiError(400, "invalid_gzip", "the body is not valid gzip") from None
-        if len(body) > limit or inflater.unconsumed_tail:
-            raise ApiError(413, "payload_too_large", f"decompressed body over {limit} bytes")
-    return body
-
-
 async def _ingest(request: Request, kind: str) -> Response:
     state = request.app.state
     settings = state.settings
     received_at = datetime.now(timezone.utc)
-    body = await _read_body(request, settings.max_batch_bytes)
+    body = await read_body(request, settings.max_batch_bytes)
     limits = Limits(settings.max_message_bytes, settings.max_batch_messages)
     header_key = key_from_headers(request)
     gpc = request.headers.get("sec-gpc", "").strip() == "1"

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from ..collect.sources import Principal, Source
-from ..http import ApiError, json_response, refuse_unstorable, require
+from ..http import ApiError, json_response, read_body, refuse_unstorable, require
 from ..identity.persist import audit
 from .config import DMPConfigError, workspace_config
 from .feeds import FeedError, chunk_from_objects
@@ -61,22 +61,9 @@ def _dmp_source(who: Principal) -> Source:
     return source
 
 
-async def _body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise ApiError(413, "payload_too_large", f"request body over {MAX_BODY_BYTES} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise ApiError(413, "payload_too_large", f"request body over {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def _object(request: Request, list_key: str, allowed: set[str]) -> dict[str, Any]:
     try:
-        data = orjson.loads(await _body(request))
+        data = orjson.loads(await read_body(request, MAX_BODY_BYTES))
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -195,7 +182,7 @@ async def put_taxonomy(request: Request, who: Principal = Depends(admin)):
     tier}."""
     from .taxonomy import TaxonomyError, nodes_from_json, parse_taxonomy, replace_taxonomy
 
-    body = await _body(request)
+    body = await read_body(request, MAX_BODY_BYTES)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         if kind == "application/json":
