@@ -85,12 +85,26 @@ def third_party_segments(session: Session, privacy_config: "PrivacyConfig", prof
     ``source`` (the DMP source it came from), ``cookie_id``, ``expires_at`` and
     ``third_party: True``. Empty when the profile is unknown, has no linked cookie, or its
     consent does not allow third-party enrichment."""
-    sql, params = enrichment_sql(privacy_config, now)
+    # One profile (a profile lookup): its own cookies first, then their rows by the cookie_id
+    # index — not the whole enrichment join filtered afterwards, which scans cookie_segments.
+    mine = {"pid": profile_id}
+    cookies = [r[0] for r in session.fetchall(
+        f"SELECT id_value FROM identifiers WHERE profile_id = $pid AND id_type IN {COOKIE_TYPES}",
+        mine)]
+    if not cookies or session.fetchone(
+            f"SELECT count(*) FROM identifiers WHERE profile_id = $pid AND id_type NOT IN "
+            f"{COOKIE_TYPES}", mine)[0] == 0:
+        return []                                   # no cookie, or not a known profile
+    allowed, params = consent_filter(privacy_config)
+    if session.fetchone(f"SELECT count(*) FROM profiles WHERE profile_id = $pid AND profile_id "
+                        f"IN ({allowed})", {**params, **mine})[0] == 0:
+        return []                                   # consent does not allow the enrichment
+    where, ids = in_list(cookies, "ck")
     rows = session.fetch_dicts(
-        "SELECT e.segment_id, t.name, e.source, e.cookie_id, e.expires_at "
-        f"FROM ({sql}) e LEFT JOIN ({TAXONOMY_SQL}) t ON t.segment_id = e.segment_id "
-        "WHERE e.profile_id = $pid ORDER BY e.segment_id, e.source, e.cookie_id",
-        {**params, "pid": profile_id})
+        f"WITH c AS MATERIALIZED (SELECT * FROM cookie_segments WHERE cookie_id IN {where}) "
+        "SELECT c.segment_id, t.name, c.source, c.cookie_id, c.expires_at FROM c "
+        f"LEFT JOIN ({TAXONOMY_SQL}) t ON t.segment_id = c.segment_id WHERE c.expires_at > $now "
+        "ORDER BY c.segment_id, c.source, c.cookie_id", {**ids, "now": now})
     return [{**r, "third_party": True} for r in rows]
 
 
