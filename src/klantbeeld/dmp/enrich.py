@@ -27,7 +27,8 @@ THIRD_PARTY_COLUMN = "third_party_segments"
 MAX_PROFILES = 20_000   # IN-lists are padded to a power of two: 32768 parameters at most
 
 # Identifier types that are cookies or devices: they key cookie profiles, they make no one known.
-COOKIE_TYPES = "('anonymous_id', 'device_id')"
+COOKIE_TYPE_NAMES = ("anonymous_id", "device_id")
+COOKIE_TYPES = "(" + ", ".join(f"'{t}'" for t in COOKIE_TYPE_NAMES) + ")"
 
 # Live profiles holding at least one identifier that is not a cookie or device id.
 KNOWN_PROFILES_SQL = (
@@ -85,27 +86,54 @@ def third_party_segments(session: Session, privacy_config: "PrivacyConfig", prof
     ``source`` (the DMP source it came from), ``cookie_id``, ``expires_at`` and
     ``third_party: True``. Empty when the profile is unknown, has no linked cookie, or its
     consent does not allow third-party enrichment."""
-    # One profile (a profile lookup): its own cookies first, then their rows by the cookie_id
+    # One profile (a profile lookup): its own identifiers by the profile_id index (a second
+    # condition beside it would make DuckDB scan), then its cookies' rows by the cookie_id
     # index — not the whole enrichment join filtered afterwards, which scans cookie_segments.
-    mine = {"pid": profile_id}
-    cookies = [r[0] for r in session.fetchall(
-        f"SELECT id_value FROM identifiers WHERE profile_id = $pid AND id_type IN {COOKIE_TYPES}",
-        mine)]
-    if not cookies or session.fetchone(
-            f"SELECT count(*) FROM identifiers WHERE profile_id = $pid AND id_type NOT IN "
-            f"{COOKIE_TYPES}", mine)[0] == 0:
-        return []                                   # no cookie, or not a known profile
+    cookies = profile_cookies(session.fetchall(
+        "SELECT id_type, id_value FROM identifiers WHERE profile_id = $pid", {"pid": profile_id}))
+    if not cookies:
+        return []
+    where, ids = in_list(cookies, "ck")
+    rows = session.fetch_dicts(f"SELECT {COOKIE_ROW_COLUMNS} FROM cookie_segments "
+                               f"WHERE cookie_id IN {where}", ids)
+    if not any(r["expires_at"] > now for r in rows):
+        return []
     allowed, params = consent_filter(privacy_config)
     if session.fetchone(f"SELECT count(*) FROM profiles WHERE profile_id = $pid AND profile_id "
-                        f"IN ({allowed})", {**params, **mine})[0] == 0:
+                        f"IN ({allowed})", {**params, "pid": profile_id})[0] == 0:
         return []                                   # consent does not allow the enrichment
-    where, ids = in_list(cookies, "ck")
-    rows = session.fetch_dicts(
-        f"WITH c AS MATERIALIZED (SELECT * FROM cookie_segments WHERE cookie_id IN {where}) "
-        "SELECT c.segment_id, t.name, c.source, c.cookie_id, c.expires_at FROM c "
-        f"LEFT JOIN ({TAXONOMY_SQL}) t ON t.segment_id = c.segment_id WHERE c.expires_at > $now "
-        "ORDER BY c.segment_id, c.source, c.cookie_id", {**ids, "now": now})
-    return [{**r, "third_party": True} for r in rows]
+    return shape_segments(rows, taxonomy_names(session, [r["segment_id"] for r in rows]), now)
+
+
+# A cookie's rows as a profile shows them: with kinds (for store.batch) and as plain columns.
+COOKIE_ROW_PART = "segment_id:s, source:s, cookie_id:s, expires_at:t"
+COOKIE_ROW_COLUMNS = ", ".join(c.split(":")[0].strip() for c in COOKIE_ROW_PART.split(","))
+
+
+def profile_cookies(identities: list[tuple[str, str]]) -> list[str]:
+    """The cookie and device ids among a profile's (type, value) identifiers — none when the
+    profile is not known (it holds nothing but cookies and devices)."""
+    cookies = sorted({v for t, v in identities if t in COOKIE_TYPE_NAMES})
+    return cookies if any(t not in COOKIE_TYPE_NAMES for t, _ in identities) else []
+
+
+def taxonomy_names(session: Session, segment_ids: list[str]) -> dict[str, str]:
+    """segment id → its name in the taxonomy (the latest version), for these ids."""
+    if not segment_ids:
+        return {}
+    where, ids = in_list(sorted(set(segment_ids)), "tx")
+    return dict(session.fetchall(f"SELECT segment_id, name FROM ({TAXONOMY_SQL}) t "
+                                 f"WHERE segment_id IN {where}", ids))
+
+
+def shape_segments(rows: list[dict[str, Any]], names: dict[str, str],
+                   now: datetime) -> list[dict[str, Any]]:
+    """Cookie rows (:data:`COOKIE_ROW_COLUMNS`) → the live ones as a profile shows them."""
+    return sorted(({"segment_id": r["segment_id"], "name": names.get(r["segment_id"]),
+                    "source": r["source"], "cookie_id": r["cookie_id"],
+                    "expires_at": r["expires_at"], "third_party": True}
+                   for r in rows if r["expires_at"] > now),
+                  key=lambda r: (r["segment_id"], r["source"], r["cookie_id"]))
 
 
 def export_columns(third_party: bool) -> list[str]:

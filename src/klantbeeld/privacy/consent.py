@@ -102,12 +102,19 @@ def history(s: Session, pid: str, purpose: str | None = None) -> list[dict[str, 
 
 def current(s: Session, pid: str, purposes: dict[str, bool]) -> dict[str, dict[str, Any]]:
     """Per purpose (name → requires consent): status now, whether it is allowed, and since when."""
-    latest: dict[str, dict] = {}
-    for r in history(s, pid):
-        latest.setdefault(r["purpose"], r)
     where, params = in_list(aliases(s, pid), "r")
     restricted = s.fetchone(f"SELECT 1 FROM profile_restrictions WHERE profile_id IN {where}",
                             params) is not None
+    return summarise(history(s, pid), restricted, purposes)
+
+
+def summarise(entries: list[dict[str, Any]], restricted: bool,
+              purposes: dict[str, bool]) -> dict[str, dict[str, Any]]:
+    """:func:`current` from a profile's entries (newest first, as :func:`history` gives them)
+    and whether processing is restricted."""
+    latest: dict[str, dict] = {}
+    for r in entries:
+        latest.setdefault(r["purpose"], r)
     out = {}
     for purpose, needs in purposes.items():
         entry = latest.get(purpose)

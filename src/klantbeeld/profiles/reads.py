@@ -76,11 +76,19 @@ def identities_and_seqs(s: Session, pids: list[str]
     idents = identifiers_of(s, pids)
     links = links_of(s, list(idents), False)
     index = event_index(s, [seq for seq, _, _ in links])
-    times = {seq: r["timestamp"] for seq, r in index.items()}
+    identities, seqs = assemble_identities(pids, idents, links, index)
+    return identities, seqs, index
+
+
+def assemble_identities(pids: list[str], idents: dict[int, tuple[str, str, str]],
+                        links: list[tuple[int, int, bool]], index: dict[int, dict[str, Any]]
+                        ) -> tuple[dict[str, list[dict]], dict[str, list[int]]]:
+    """From the reads above: per profile its identifiers, each with the time of its earliest
+    event, and the seqs of its events (those whose primary identifier it holds)."""
     first: dict[int, datetime] = {}
     seqs: dict[str, list[int]] = {p: [] for p in pids}
     for seq, iid, primary in links:
-        at = times.get(seq)
+        at = index[seq]["timestamp"] if seq in index else None
         if at is not None and (iid not in first or at < first[iid]):
             first[iid] = at
         if primary:
@@ -91,7 +99,7 @@ def identities_and_seqs(s: Session, pids: list[str]
         out[pid].append({"type": t, "value": v, "first_seen": at.isoformat() if at else None})
     for rows in out.values():
         rows.sort(key=lambda r: (r["type"], r["first_seen"] or "", r["value"]))
-    return out, seqs, index
+    return out, seqs
 
 
 def merged_traits(s: Session, config: IdentityConfig, seqs: dict[str, list[int]],
@@ -99,9 +107,16 @@ def merged_traits(s: Session, config: IdentityConfig, seqs: dict[str, list[int]]
     """Per profile, its traits merged by rule, from the identify events among ``seqs``."""
     owner = {seq: pid for pid, ss in seqs.items() for seq in ss
              if index.get(seq, {}).get("type") == "identify"}
-    names = source_names(s)
-    observations: dict[str, list] = defaultdict(list)
     rows = events_where(s, 'seq, source_id, channel, "timestamp", payload', sorted(owner))
+    return merge_identifies(config, seqs, owner, rows, source_names(s))
+
+
+def merge_identifies(config: IdentityConfig, seqs: dict[str, list[int]], owner: dict[int, str],
+                     rows: list[dict[str, Any]], names: dict[str, str]
+                     ) -> dict[str, dict[str, dict]]:
+    """Per profile, its traits merged by rule from identify event rows (``seq, source_id,
+    channel, timestamp, payload``); ``owner``: seq → profile."""
+    observations: dict[str, list] = defaultdict(list)
     for r in sorted(rows, key=lambda r: (r["timestamp"], r["seq"])):
         traits = orjson.loads(r["payload"]).get("traits")
         if isinstance(traits, dict):
