@@ -70,7 +70,8 @@ def main() -> None:
         from . import identity
 
         people = 50_000 if args.quick else 1_000_000
-        res = identity.run(people, people // 10)
+        res = identity.run(people, people // 10,
+                           pg_server=args.pg_server if "postgres" in engines else None)
         results.update(res)
         out.append(_table(f"Identity: synthetic history ({people:,} people, set-based in DuckDB)",
                           res["identity_data"], ["store", "people", "events", "seconds",
