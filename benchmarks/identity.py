@@ -489,13 +489,23 @@ def _lookup_postgres(tmp: Path, known: list, rate: float, seconds: float,
     from .identity_pg import copy_store
     from .ingest import fresh_pg_database
 
+    import psycopg
+
     url = fresh_pg_database(pg_server)
-    with _open(tmp / "full") as ws:
-        copied = copy_store(ws.engine, url, tmp / "pg")
-    print(f"identity: store copied to PostgreSQL in {copied['seconds']:.0f} s", file=sys.stderr)
-    with Workspace.open(home=tmp / "pg", database_url=url, resolve_identities=False) as ws:
-        rows = _documents(ws, known)
-    return rows + _lookup_http(tmp / "pg", known, rate, seconds, database=url, workers=2)
+    try:
+        with _open(tmp / "full") as ws:
+            copied = copy_store(ws.engine, url, tmp / "pg")
+        print(f"identity: store copied to PostgreSQL in {copied['seconds']:.0f} s",
+              file=sys.stderr)
+        with Workspace.open(home=tmp / "pg", database_url=url, resolve_identities=False) as ws:
+            # The built-in traits and segments, computed once for everyone, as a first server
+            # start does — here, so that no server process is still at it while another serves.
+            ws.segments  # noqa: B018 - the property syncs
+            rows = _documents(ws, known)
+        return rows + _lookup_http(tmp / "pg", known, rate, seconds, database=url, workers=2)
+    finally:
+        with psycopg.connect(f"{pg_server}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
 def run(people: int, sample_people: int, resolves: int = 10_000, appends: int = 1_000,
