@@ -234,3 +234,27 @@ def test_a_full_refresh_stores_the_same_traits_as_the_real_time_path(api):
     assert api.ws.update_segments()["mode"] == "full"
     assert api.ws.engine.fetchall(rows) == real_time
     assert api.members("lead") == {api.pid("bob")}
+
+
+def test_real_time_steps_update_only_the_profiles_they_touched(api, monkeypatch):
+    """Resolving new events (a merge among them) keeps memberships current by a scoped step, not
+    a refresh of every profile — at a million profiles the difference is seconds per step."""
+    from klantbeeld.segments import realtime
+
+    api.send(person("ann", "Utrecht", [(10, 60)]) + person("bob", "Delft", [(30, 40)]))
+    full = []
+    everyone = realtime.materialise_all
+    monkeypatch.setattr(realtime, "materialise_all",
+                        lambda *a, **k: full.append(1) or everyone(*a, **k))
+    api.send([{"type": "track", "anonymousId": "cookie-9", "event": "Order Completed",
+               "properties": {"revenue": 80}, "timestamp": ago(1)},
+              {"type": "identify", "userId": "bob", "anonymousId": "cookie-9",
+               "timestamp": ago(1)}])
+    assert not full, "a real-time step refreshed every profile"
+    assert api.members("repeat-customer") == {api.pid("bob")}
+    # A correction (here: a rebuild) still asks for one full refresh.
+    from klantbeeld.identity.rebuild import rebuild
+
+    rebuild(api.ws.engine, api.ws.resolver)
+    assert api.ws.update_segments()["mode"] == "full" and full
+    assert api.members("repeat-customer") == {api.pid("bob")}
