@@ -230,7 +230,7 @@ def test_a_full_refresh_stores_the_same_traits_as_the_real_time_path(api):
            "WHERE kind = 'trait' ORDER BY profile_id, name"
     real_time = api.ws.engine.fetchall(rows)
     assert len(real_time) >= 6
-    api.ws.engine.execute("UPDATE identity_state SET value = -1 WHERE name = 'segments_version'")
+    api.ws.engine.execute("UPDATE identity_state SET value = -1 WHERE name = 'segments_corrections'")
     assert api.ws.update_segments()["mode"] == "full"
     assert api.ws.engine.fetchall(rows) == real_time
     assert api.members("lead") == {api.pid("bob")}

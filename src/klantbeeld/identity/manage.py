@@ -118,6 +118,7 @@ def merge_profiles(ws: "Workspace", ref_a: str, ref_b: str, actor: str,
                 changes = graph.drain()
                 save_changes(tx, graph, changes)
                 set_state(tx, "version", resolver.bump())
+                set_state(tx, "corrections", get_state(tx, "corrections") + 1)
             except BaseException:
                 resolver.forget()
                 raise

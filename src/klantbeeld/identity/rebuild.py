@@ -240,6 +240,7 @@ def _write(engine: Engine, links: Links, owner, live, decisions, link_rows) -> N
         _keep_old_ids(tx, old, {p[0] for p in live})
         set_state(tx, "resolved_seq", links.max_seq)
         set_state(tx, "version", get_state(tx, "version") + 1)
+        set_state(tx, "corrections", get_state(tx, "corrections") + 1)
 
 
 REWRITTEN = ("identifiers", "identity_links", "identity_decisions", "profiles")

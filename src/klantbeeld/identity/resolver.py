@@ -152,15 +152,10 @@ class Resolver:
                 for row in rows:
                     graph.resolve(self.identifiers_of(row), row[0], _utc(row[6]))
                 save_changes(tx, graph, graph.drain())
-                # The version moves so that other processes reload their graph. Segments that
-                # were up to date stay so: what this step changed (its links, its merges) is
-                # what their next scoped catch-up reads. Only a correction (rebuild, manual
-                # operation) leaves them behind, which asks for a full refresh.
-                names = "'resolved_seq', 'version'" + (
-                    ", 'segments_version'"
-                    if state.get("segments_version") == state["version"] else "")
+                # The version moves so that other processes reload their graph; what this step
+                # changed (its links, its merges) is what the next scoped segment catch-up reads.
                 tx.execute("UPDATE identity_state SET value = CASE name WHEN 'resolved_seq' THEN "
-                           f"$r ELSE $v END WHERE name IN ({names})",
+                           "$r ELSE $v END WHERE name IN ('resolved_seq', 'version')",
                            {"r": upto, "v": self.bump()})
                 return len(rows), upto >= high
         except BaseException:

@@ -30,9 +30,9 @@ Order of work (one request):
    for the identifier values (:mod:`klantbeeld.privacy.scrub`); PostgreSQL gets a VACUUM of the
    touched tables.
 
-Identity state: ``identity_state.version`` is bumped (every process reloads its identity graph)
-and, when segments were up to date, ``segments_version`` with it (no full segment refresh needed:
-the person's memberships are gone, nobody else's changed).
+Identity state: ``identity_state.version`` is bumped (every process reloads its identity graph);
+``corrections`` is not (no full segment refresh needed: the person's memberships are gone,
+nobody else's changed).
 """
 
 from __future__ import annotations
@@ -166,10 +166,7 @@ def _suppress(s: Session, hashes: list[tuple[str, str]], request_id: str, now: d
 
 
 def _bump_versions(s: Session) -> None:
-    version, seen = get_state(s, "version"), get_state(s, "segments_version")
-    set_state(s, "version", version + 1)
-    if seen == version:
-        set_state(s, "segments_version", version + 1)
+    set_state(s, "version", get_state(s, "version") + 1)
 
 
 def _raw_spellings(ws: "Workspace", s: Session, subject: Subject, seqs: list[int]) -> set[str]:

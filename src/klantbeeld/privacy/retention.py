@@ -290,7 +290,7 @@ def run(ws: "Workspace", dry_run: bool = False, now: datetime | None = None, *,
             if deleted or rewritten:
                 if report["rebuild"] is None:   # identity unchanged: ask for a full refresh
                     with ws.engine.transaction() as tx:
-                        set_state(tx, "segments_version", -1)
+                        set_state(tx, "segments_corrections", -1)
                 say("refreshing traits and segment memberships")
                 report["segments"] = ws.update_segments()
             with ws.engine.session() as s:

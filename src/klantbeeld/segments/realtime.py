@@ -6,8 +6,10 @@ both sides of any merge among them — are put in ``profile_scope``; their sent 
 again, their computed traits recomputed, and every segment re-evaluated for them alone. A
 merged-away profile is no longer live, so it leaves every segment and loses its trait rows.
 
-When the identity graph was rebuilt or corrected (its version changed), or the backlog is large
-(a bulk import), one full refresh is cheaper than scoping, and that is what runs.
+When the identity graph was rebuilt or corrected by hand (``identity_state.corrections`` moved
+past what segments last saw), or the backlog is large (a bulk import), one full refresh runs
+instead: cheaper than scoping then, and the only way to see a correction. Real-time steps move
+``version`` (so that other processes reload their graph), not ``corrections``.
 """
 
 from __future__ import annotations
@@ -36,11 +38,11 @@ def catch_up(segments: "Segments", now: datetime | None = None) -> dict[str, Any
     ws = segments.ws
     with segments.writing() as s:
         lo, hi = get_state(s, "segments_seq"), get_state(s, "resolved_seq")
-        version, seen = get_state(s, "version"), get_state(s, "segments_version")
-        if hi <= lo and version == seen:
+        corrections, seen = get_state(s, "corrections"), get_state(s, "segments_corrections")
+        if hi <= lo and corrections == seen:
             return {"mode": "idle", "profiles": 0}
         consents = record_signals(s, ws.privacy_config, lo, hi) if hi > lo else 0
-        if version != seen or hi - lo > FULL_REFRESH_EVENTS:
+        if corrections != seen or hi - lo > FULL_REFRESH_EVENTS:
             count = s.fetchone("SELECT count(*) FROM profiles WHERE merged_into IS NULL")[0]
             materialise_all(s, ws.identity_config, now)
             segments.traits.refresh(s, now=now)
@@ -59,7 +61,7 @@ def catch_up(segments: "Segments", now: datetime | None = None) -> dict[str, Any
             s.execute("DELETE FROM profile_scope")
             mode, count = "scoped", len(touched)
         set_state(s, "segments_seq", hi)
-        set_state(s, "segments_version", version)
+        set_state(s, "segments_corrections", corrections)
     return {"mode": mode, "profiles": count, "through_seq": hi, "consent_entries": consents,
             "took_s": round(time.perf_counter() - started, 3)}
 
