@@ -92,3 +92,7 @@ def scope(s: Session, pids: list[str]) -> None:
     s.execute("DELETE FROM profile_scope")
     if pids:
         s.append("profile_scope", pa.table({"profile_id": pa.array(pids, pa.string())}))
+    if s.engine_name == "postgres":
+        # The table is emptied and filled at every step: without fresh statistics the planner
+        # took it for a few rows (or for its dead ones) and chose nested loops over it.
+        s.raw.execute("ANALYZE profile_scope")
