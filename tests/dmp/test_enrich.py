@@ -12,9 +12,10 @@ import pytest
 from conftest import feed, profile_of
 
 from klantbeeld.dmp.enrich import (THIRD_PARTY_COLUMN, enrichment_sql, export_columns,
-                                   third_party_segments, third_party_values)
+                                   third_party_values)
 from klantbeeld.privacy.config import PrivacyConfig
 from klantbeeld.privacy.consent_api import set_consent
+from klantbeeld.profiles.lookup import get_profile
 from klantbeeld.settings import load_settings
 from klantbeeld.workspace import Workspace
 
@@ -79,8 +80,13 @@ def consent(ws, pid: str, status: str) -> None:
 
 
 def segments_of(ws, pid: str, now: datetime = NOW, config: PrivacyConfig | None = None):
-    with ws.engine.session() as s:
-        return third_party_segments(s, config or ws.privacy_config, pid, now)
+    """What a profile lookup shows as third-party segments at ``now`` (under ``config``)."""
+    if config is not None:
+        ws.privacy_config = config      # the workspace's cached config, for this read
+    try:
+        return get_profile(ws, pid, now)["third_party_segments"]
+    finally:
+        ws.__dict__.pop("privacy_config", None)
 
 
 def test_segments_show_only_with_consent_and_vanish_on_withdrawal(ws):
@@ -93,7 +99,7 @@ def test_segments_show_only_with_consent_and_vanish_on_withdrawal(ws):
         ("9001", None)]
     assert all(r["third_party"] is True and r["source"] == "dmp" and r["cookie_id"] == "c-ann"
                for r in rows)
-    assert rows[1]["expires_at"] == NOW + timedelta(days=1)
+    assert datetime.fromisoformat(rows[1]["expires_at"]) == NOW + timedelta(days=1)
     # bob's cookie holds a segment too, but bob never consented
     assert segments_of(ws, profile_of(ws, "user_id", "bob")) == []
     consent(ws, ann, "withdrawn")

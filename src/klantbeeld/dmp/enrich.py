@@ -79,35 +79,10 @@ def enrichment_sql(privacy_config: "PrivacyConfig", now: datetime) -> tuple[str,
     return sql, {**params, "enrich_now": now}
 
 
-def third_party_segments(session: Session, privacy_config: "PrivacyConfig", profile_id: str,
-                         now: datetime) -> list[dict[str, Any]]:
-    """The third-party segments enriching one live profile now: per (segment, source, cookie)
-    ``segment_id``, ``name`` (from the taxonomy; None for an id it does not describe),
-    ``source`` (the DMP source it came from), ``cookie_id``, ``expires_at`` and
-    ``third_party: True``. Empty when the profile is unknown, has no linked cookie, or its
-    consent does not allow third-party enrichment."""
-    # One profile (a profile lookup): its own identifiers by the profile_id index (a second
-    # condition beside it would make DuckDB scan), then its cookies' rows by the cookie_id
-    # index — not the whole enrichment join filtered afterwards, which scans cookie_segments.
-    cookies = profile_cookies(session.fetchall(
-        "SELECT id_type, id_value FROM identifiers WHERE profile_id = $pid", {"pid": profile_id}))
-    if not cookies:
-        return []
-    where, ids = in_list(cookies, "ck")
-    rows = session.fetch_dicts(f"SELECT {COOKIE_ROW_COLUMNS} FROM cookie_segments "
-                               f"WHERE cookie_id IN {where}", ids)
-    if not any(r["expires_at"] > now for r in rows):
-        return []
-    allowed, params = consent_filter(privacy_config)
-    if session.fetchone(f"SELECT count(*) FROM profiles WHERE profile_id = $pid AND profile_id "
-                        f"IN ({allowed})", {**params, "pid": profile_id})[0] == 0:
-        return []                                   # consent does not allow the enrichment
-    return shape_segments(rows, taxonomy_names(session, [r["segment_id"] for r in rows]), now)
-
-
-# A cookie's rows as a profile shows them: with kinds (for store.batch) and as plain columns.
+# A cookie's rows as a profile lookup reads them (columns and kinds for store.batch); the lookup
+# reads them by the cookie_id index for the profile's own cookies, not through the whole
+# enrichment join, which would scan cookie_segments.
 COOKIE_ROW_PART = "segment_id:s, source:s, cookie_id:s, expires_at:t"
-COOKIE_ROW_COLUMNS = ", ".join(c.split(":")[0].strip() for c in COOKIE_ROW_PART.split(","))
 
 
 def profile_cookies(identities: list[tuple[str, str]]) -> list[str]:
@@ -117,18 +92,9 @@ def profile_cookies(identities: list[tuple[str, str]]) -> list[str]:
     return cookies if any(t not in COOKIE_TYPE_NAMES for t, _ in identities) else []
 
 
-def taxonomy_names(session: Session, segment_ids: list[str]) -> dict[str, str]:
-    """segment id → its name in the taxonomy (the latest version), for these ids."""
-    if not segment_ids:
-        return {}
-    where, ids = in_list(sorted(set(segment_ids)), "tx")
-    return dict(session.fetchall(f"SELECT segment_id, name FROM ({TAXONOMY_SQL}) t "
-                                 f"WHERE segment_id IN {where}", ids))
-
-
 def shape_segments(rows: list[dict[str, Any]], names: dict[str, str],
                    now: datetime) -> list[dict[str, Any]]:
-    """Cookie rows (:data:`COOKIE_ROW_COLUMNS`) → the live ones as a profile shows them."""
+    """Cookie rows (:data:`COOKIE_ROW_PART`) → the live ones as a profile shows them."""
     return sorted(({"segment_id": r["segment_id"], "name": names.get(r["segment_id"]),
                     "source": r["source"], "cookie_id": r["cookie_id"],
                     "expires_at": r["expires_at"], "third_party": True}

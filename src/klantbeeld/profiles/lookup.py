@@ -61,13 +61,14 @@ def resolve_ref(ws: "Workspace", ref: str) -> str:
     return pid
 
 
-def get_profile(ws: "Workspace", pid: str) -> dict[str, Any]:
-    """The single customer view of a profile (a merged-away id gives its survivor's).
+def get_profile(ws: "Workspace", pid: str, now: datetime | None = None) -> dict[str, Any]:
+    """The single customer view of a profile (a merged-away id gives its survivor's);
+    third-party segments are those live at ``now`` (default: this moment).
 
     Read in three statements, each a UNION ALL of index lookups (:mod:`..store.batch`): what
     hangs on the profile id; then what hangs on its identifiers and aliases; then on its
     events. A dozen separate statements cost three times as much on DuckDB."""
-    now = datetime.now(timezone.utc)
+    now = now or datetime.now(timezone.utc)
     with ws.engine.session() as s:
         first = fetch_parts(s, {
             "head": Part("created_at:t, merged_into:s", "FROM profiles WHERE profile_id = $p"),
@@ -82,7 +83,7 @@ def get_profile(ws: "Workspace", pid: str) -> dict[str, Any]:
         if not first["head"]:
             raise ProfileNotFound(f"no profile with id {pid!r}")
         if first["head"][0]["merged_into"] is not None:
-            return get_profile(ws, first["head"][0]["merged_into"])
+            return get_profile(ws, first["head"][0]["merged_into"], now)
         aliases = sorted(r["profile_id"] for r in first["alias"])
         idents = {r["identifier_id"]: (pid, r["id_type"], r["id_value"]) for r in first["ident"]}
         cookies = profile_cookies([(t, v) for _, t, v in idents.values()])
