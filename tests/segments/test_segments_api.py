@@ -258,3 +258,34 @@ def test_real_time_steps_update_only_the_profiles_they_touched(api, monkeypatch)
     rebuild(api.ws.engine, api.ws.resolver)
     assert api.ws.update_segments()["mode"] == "full" and full
     assert api.members("repeat-customer") == {api.pid("bob")}
+
+
+def test_sent_traits_are_merged_again_for_identifies_and_merges_only(api, monkeypatch):
+    """Sent traits come from identify events: a step of page views and tracks leaves them as they
+    are, and a merge made by a track brings the merged profile's traits to the survivor."""
+    from klantbeeld.segments import realtime
+
+    api.send([{"type": "identify", "userId": "ann", "traits": {"city": "Leiden"},
+               "timestamp": ago(3)},
+              {"type": "identify", "anonymousId": "cookie-7", "traits": {"vip": True},
+               "timestamp": ago(3)}])
+    merged_again: list[list[str]] = []
+    real = realtime.materialise
+    monkeypatch.setattr(realtime, "materialise",
+                        lambda s, c, pids, *a, **k: merged_again.append(pids) or real(s, c, pids,
+                                                                                     *a, **k))
+    api.send([{"type": "track", "userId": "ann", "event": "Product Viewed", "timestamp": ago(2)}])
+    assert merged_again == [[]]
+    api.send([{"type": "track", "userId": "ann", "anonymousId": "cookie-7",
+               "event": "Product Viewed", "timestamp": ago(1)}])   # one person after all
+    survivor = api.pid("ann")
+    assert survivor in merged_again[-1]
+    vips = api.read("POST", "/v1/segments/preview", json={"definition": {
+        "trait": "vip", "op": "=", "value": True}}).json()
+    assert vips["size"] == 1
+    leiden = api.read("POST", "/v1/segments/preview", json={"definition": {
+        "trait": "city", "op": "=", "value": "Leiden"}}).json()
+    assert leiden["size"] == 1
+    rows = api.ws.engine.fetchall("SELECT DISTINCT profile_id FROM profile_traits "
+                                  "WHERE kind = 'trait' AND name IN ('vip', 'city')")
+    assert rows == [(survivor,)]

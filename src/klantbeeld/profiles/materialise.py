@@ -18,7 +18,7 @@ from ..segments.tree import parse_instant
 from ..store import Session, json_value
 from ..store.dialect import in_list
 from .conditions import INSTANT, NUMERIC
-from .reads import identities_and_seqs, merged_traits
+from .reads import IDENTIFY_COLUMNS, identities_and_seqs, merged_traits
 
 _NUMERIC = re.compile(NUMERIC)
 _INSTANT = re.compile(INSTANT)
@@ -68,12 +68,21 @@ def trait_values(s: Session, pids: list[str], names: list[str]) -> dict[str, dic
     return out
 
 
-def materialise(s: Session, config: IdentityConfig, pids: list[str], now: datetime) -> int:
-    """Re-store the merged sent traits of these profiles; returns the rows written."""
+def materialise(s: Session, config: IdentityConfig, pids: list[str], now: datetime,
+                recent: tuple[int, int] | None = None) -> int:
+    """Re-store the merged sent traits of these profiles; returns the rows written.
+
+    ``recent``: a seq range (lo, hi] most of their identify events lie in (a real-time step's):
+    those are read in one range scan instead of one by one."""
     written = 0
+    known: dict[int, dict[str, Any]] = {}
+    if recent is not None and pids:
+        known = {r["seq"]: r for r in s.fetch_dicts(
+            f"SELECT {IDENTIFY_COLUMNS} FROM events WHERE seq > $lo AND seq <= $hi "
+            "AND type = 'identify'", {"lo": recent[0], "hi": recent[1]})}
     for chunk in _chunks(pids):
         _, seqs, index = identities_and_seqs(s, chunk)
-        merged = merged_traits(s, config, seqs, index)
+        merged = merged_traits(s, config, seqs, index, known)
         where, params = in_list(chunk, "p")
         s.execute(f"DELETE FROM profile_traits WHERE kind = 'trait' AND profile_id IN {where}",
                   params)

@@ -102,12 +102,22 @@ def assemble_identities(pids: list[str], idents: dict[int, tuple[str, str, str]]
     return out, seqs
 
 
+IDENTIFY_COLUMNS = 'seq, source_id, channel, "timestamp", payload'
+
+
 def merged_traits(s: Session, config: IdentityConfig, seqs: dict[str, list[int]],
-                  index: dict[int, dict[str, Any]]) -> dict[str, dict[str, dict]]:
-    """Per profile, its traits merged by rule, from the identify events among ``seqs``."""
+                  index: dict[int, dict[str, Any]],
+                  known: dict[int, dict[str, Any]] | None = None) -> dict[str, dict[str, dict]]:
+    """Per profile, its traits merged by rule, from the identify events among ``seqs``.
+
+    ``known``: identify event rows (``IDENTIFY_COLUMNS``) by seq already in hand; only the others
+    are read (by seq: each such read decompresses a payload block, so a caller holding a range of
+    recent events spares most of the cost)."""
     owner = {seq: pid for pid, ss in seqs.items() for seq in ss
              if index.get(seq, {}).get("type") == "identify"}
-    rows = events_where(s, 'seq, source_id, channel, "timestamp", payload', sorted(owner))
+    known = known or {}
+    rows = [known[seq] for seq in owner if seq in known]
+    rows += events_where(s, IDENTIFY_COLUMNS, sorted(seq for seq in owner if seq not in known))
     return merge_identifies(config, seqs, owner, rows, source_names(s))
 
 

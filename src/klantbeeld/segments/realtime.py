@@ -2,9 +2,12 @@
 
 After the resolver has resolved events up to seq ``hi``, their consent signals go to the consent
 ledger, and the profiles those events touched — and
-both sides of any merge among them — are put in ``profile_scope``; their sent traits are merged
-again, their computed traits recomputed, and every segment re-evaluated for them alone. A
-merged-away profile is no longer live, so it leaves every segment and loses its trait rows.
+both sides of any merge among them — are put in ``profile_scope``; their computed traits are
+recomputed and every segment re-evaluated for them alone. Sent traits come from identify events
+only, so they are merged again only for the profiles that got one, and for both sides of a merge
+(most events are page views and tracks: re-merging every touched profile cost five times the
+resolution itself). A merged-away profile is no longer live, so it leaves every segment and loses
+its trait rows.
 
 When the identity graph was rebuilt or corrected by hand (``identity_state.corrections`` moved
 past what segments last saw), or the backlog is large (a bulk import), one full refresh runs
@@ -51,9 +54,9 @@ def catch_up(segments: "Segments", now: datetime | None = None) -> dict[str, Any
                 segments._compute(s, sid, now, compiler=compiler)
             mode = "full"
         else:
-            touched = touched_profiles(s, lo, hi)
+            touched, identified = touched_profiles(s, lo, hi)
             scope(s, touched)
-            materialise(s, ws.identity_config, touched, now)
+            materialise(s, ws.identity_config, identified, now, recent=(lo, hi))
             segments.traits.refresh(s, scoped=True, now=now)
             compiler = segments._compiler(s, now, scoped=True)
             for sid in compiler_ids(s):
@@ -70,22 +73,32 @@ def compiler_ids(s: Session) -> list[str]:
     return [r[0] for r in s.fetchall("SELECT segment_id FROM segments ORDER BY segment_id")]
 
 
-def touched_profiles(s: Session, lo: int, hi: int) -> list[str]:
-    """Profiles whose events have seq in (lo, hi], and both sides of merges made there."""
-    iids = [r[0] for r in s.fetchall(
-        "SELECT DISTINCT identifier_id FROM identity_links WHERE seq > $lo AND seq <= $hi",
-        {"lo": lo, "hi": hi})]
+def touched_profiles(s: Session, lo: int, hi: int) -> tuple[list[str], list[str]]:
+    """Profiles whose events have seq in (lo, hi], and both sides of merges made there; and
+    those of them whose sent traits may have changed: the ones an identify event reached, and
+    both sides of every merge."""
+    links = s.fetchall(
+        "SELECT l.identifier_id, max(CASE WHEN e.type = 'identify' THEN 1 ELSE 0 END) "
+        "FROM identity_links l JOIN events e ON e.seq = l.seq "
+        "WHERE l.seq > $lo AND l.seq <= $hi AND e.seq > $lo AND e.seq <= $hi "
+        "GROUP BY l.identifier_id", {"lo": lo, "hi": hi})
+    by_identify = dict(links)
     found: set[str] = set()
-    for i in range(0, len(iids), 1024):
-        where, params = in_list(iids[i:i + 1024], "i")
-        found.update(r[0] for r in s.fetchall(
-            f"SELECT profile_id FROM identifiers WHERE identifier_id IN {where} "
-            "AND profile_id IS NOT NULL", params))
+    identified: set[str] = set()
+    for i in range(0, len(links), 1024):
+        where, params = in_list([iid for iid, _ in links[i:i + 1024]], "i")
+        for iid, pid in s.fetchall(
+                f"SELECT identifier_id, profile_id FROM identifiers WHERE identifier_id IN {where} "
+                "AND profile_id IS NOT NULL", params):
+            found.add(pid)
+            if by_identify[iid]:
+                identified.add(pid)
     for survivor, merged in s.fetchall(
             "SELECT survivor, merged FROM profile_merges WHERE seq > $lo AND seq <= $hi",
             {"lo": lo, "hi": hi}):
         found.update((survivor, merged))
-    return sorted(found)
+        identified.update((survivor, merged))
+    return sorted(found), sorted(identified)
 
 
 def scope(s: Session, pids: list[str]) -> None:
