@@ -118,22 +118,26 @@ class MemoryWindowDeduplicator(Deduplicator):
         window = np.flatnonzero(new & ~permanent)
         pending: list[tuple[str, float]] = []
         if len(window):
-            window_keys = keys.take(pa.array(window)).to_pylist()
-            received = ids.column("received_at").take(pa.array(window)).cast(pa.int64()).to_numpy()
+            # Plain Python values throughout: this loop runs for every message of every commit,
+            # and numpy scalars cost more than the set lookups themselves.
+            taken = pa.array(window)
+            window_keys = keys.take(taken).to_pylist()
+            received = (ids.column("received_at").take(taken).cast(pa.int64()).to_numpy()
+                        / 1e6).tolist()
             with self._lock:
                 self._prune(datetime.now(timezone.utc).timestamp())
-                for i, key, at in zip(window, window_keys, received):
-                    if key in self._seen:
+                seen = self._seen
+                for i, key, at in zip(window.tolist(), window_keys, received):
+                    if key in seen:
                         new[i] = False
                     else:
-                        pending.append((key, at / 1e6))
+                        pending.append((key, at))
         self._pending = pending
         return new.tolist()
 
     def committed(self) -> None:
         with self._lock:
-            for key, at in self._pending:
-                self._seen[key] = at
+            self._seen.update(self._pending)
             self._pending = []
 
     def rolled_back(self) -> None:
