@@ -90,7 +90,7 @@ def floor(engine: str, bodies: list[bytes], pg_url: str | None) -> float:
 
 
 def _start_server(home: Path, database: str, port: int, workers: int = 1,
-                  ingest_processes: int = 1) -> tuple[subprocess.Popen, str]:
+                  ingest_processes: int = 1) -> tuple[subprocess.Popen, str, str]:
     keys = json.loads(subprocess.run(
         [sys.executable, "-m", "klantbeeld.cli", "init", "--channel", "web", "--json",
          "--data-dir", str(home), "--database", database],
@@ -103,7 +103,7 @@ def _start_server(home: Path, database: str, port: int, workers: int = 1,
     for _ in range(300):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc, keys["sources"][0]["write_key"]
+                return proc, keys["sources"][0]["write_key"], keys["admin_key"]
         except httpx.HTTPError:
             time.sleep(0.1)
     proc.kill()
@@ -114,12 +114,13 @@ def http(engine: str, bodies: list[bytes], connections: int, pg_url: str | None,
          port: int = 8765, workers: int = 1, ingest_processes: int = 1) -> dict:
     home = Path(tempfile.mkdtemp())
     database = pg_url if engine == "postgres" else f"duckdb:///{home / 'kb.duckdb'}"
-    proc, key = _start_server(home, database, port, workers, ingest_processes)
+    proc, key, admin_key = _start_server(home, database, port, workers, ingest_processes)
     try:
         requests = [build_request("127.0.0.1", port, "/v1/batch", b, key) for b in bodies]
         warm = max(1, len(requests) // 20)
         run_load("127.0.0.1", port, requests[:warm], connections)
         result = run_load("127.0.0.1", port, requests[warm:], connections)
+        behind, caught_up_s = _catch_up(port, admin_key)
     finally:
         proc.terminate()
         proc.wait()
@@ -130,7 +131,25 @@ def http(engine: str, bodies: list[bytes], connections: int, pg_url: str | None,
         "p50_ms": result.percentile(0.5) * 1000, "p99_ms": result.percentile(0.99) * 1000,
         "requests": result.requests, "errors": result.errors,
         "acknowledged": (result.ok + warm) * per_request, "stored": stored,
+        "unresolved_at_end": behind, "caught_up_s": caught_up_s,
     }
+
+
+def _catch_up(port: int, admin_key: str, limit_s: float = 600) -> tuple[int, float | None]:
+    """Events not yet resolved (or not yet in segments) when the load ended, and the seconds
+    until processing had caught up with collection (None: not within ``limit_s``)."""
+    started = time.perf_counter()
+    first = None
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    while time.perf_counter() - started < limit_s:
+        behind = httpx.get(f"http://127.0.0.1:{port}/v1/status", headers=headers,
+                           timeout=60).json()["processing"]
+        total = behind["events_unresolved"] + behind["events_awaiting_segments"]
+        first = total if first is None else first
+        if total == 0:
+            return first, time.perf_counter() - started
+        time.sleep(0.2)
+    return first or 0, None
 
 
 def _count(engine: str, database: str) -> int:

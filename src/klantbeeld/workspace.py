@@ -74,7 +74,8 @@ class Workspace:
     @cached_property
     def follower(self) -> Follower:
         """The resolver's thread in a server (started by the first commit of the writer thread)."""
-        return Follower(self.resolver, after=self.update_segments)
+        return Follower(self.resolver, after=self.update_segments,
+                        share=self.settings.resolve_share)
 
     @cached_property
     def privacy_config(self) -> "PrivacyConfig":

@@ -241,3 +241,26 @@ def test_serve_refuses_several_workers_on_duckdb(tmp_path):
     result = CliRunner().invoke(main, ["serve", "--workers", "2", "--data-dir", str(tmp_path)])
     assert result.exit_code == 1
     assert "PostgreSQL" in result.output
+
+
+def test_status_says_how_far_processing_is_behind_collection(cli, monkeypatch):
+    key = cli.json("init", "--channel", "web")["sources"][0]["write_key"]
+    monkeypatch.setenv("KLANTBEELD_RESOLVE_IDENTITIES", "false")   # resolution waits, as in a burst
+    cli.send("/v1/batch", {"batch": [
+        {"type": "track", "userId": "u1", "event": "a"},
+        {"type": "identify", "userId": "u2", "traits": {"plan": "gold"}},
+        {"type": "page", "anonymousId": "c3"}]}, key)
+    assert cli.json("status")["processing"] == {"events_unresolved": 3,
+                                                "events_awaiting_segments": 0}
+    assert "3 events not resolved to profiles yet" in cli("status").stdout
+
+    settings = load_settings(home=cli.home, database_url=cli.database_url)
+    with Workspace.open(settings) as ws:
+        assert ws.resolver.catch_up() == 3
+    assert cli.json("status")["processing"] == {"events_unresolved": 0,
+                                                "events_awaiting_segments": 3}
+    with Workspace.open(settings) as ws:
+        ws.update_segments()
+    assert cli.json("status")["processing"] == {"events_unresolved": 0,
+                                                "events_awaiting_segments": 0}
+    assert "behind" not in cli("status").stdout

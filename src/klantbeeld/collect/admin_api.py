@@ -12,7 +12,7 @@ from ..http import ApiError, json_response, refuse_unstorable, require
 from . import failed as failed_store
 from .plans import PlanError, validate_plan
 from .sources import CHANNELS, SourceError, create_source, get_source, list_sources, set_tracking_plan
-from .status import source_status
+from .status import processing_status, source_status
 
 router = APIRouter(tags=["sources"])
 admin = Depends(require("admin"))
@@ -80,7 +80,9 @@ def delete_plan(name: str, request: Request):
 
 @router.get("/v1/status", operation_id="status", dependencies=[admin])
 def get_status(request: Request):
-    return json_response({"sources": source_status(request.app.state.engine)})
+    engine = request.app.state.engine
+    return json_response({"sources": source_status(engine),
+                          "processing": processing_status(engine)})
 
 
 @router.get("/v1/failed-events", operation_id="list_failed_events", dependencies=[admin])

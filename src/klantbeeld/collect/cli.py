@@ -14,7 +14,7 @@ from . import failed as failed_store
 from .plans import PlanError, validate_plan
 from .sources import (CHANNELS, SourceError, create_source, get_source, list_sources,
                       set_disabled, set_rate_limit, set_tracking_plan)
-from .status import source_status
+from .status import processing_status, source_status
 
 
 @click.group("sources")
@@ -118,17 +118,23 @@ def sources_enable(name, home, database_url) -> None:
 @json_option
 def status_command(home, database_url, as_json) -> None:
     """Per source: events accepted, duplicates dropped, events failed, events of erased people
-    dropped, last event time; privacy requests pending too long."""
+    dropped, last event time; events not resolved to profiles yet; privacy requests pending
+    too long."""
     from ..privacy.dsr import overdue
 
     with open_workspace(home, database_url) as ws:
         rows = source_status(ws.engine)
+        processing = processing_status(ws.engine)
         late = overdue(ws)
     if as_json:
-        print_json({"sources": rows, "privacy_requests_overdue": late})
+        print_json({"sources": rows, "processing": processing, "privacy_requests_overdue": late})
     else:
         print_table(rows, ["source", "channel", "accepted", "duplicates", "failed",
                            "failed_pending", "failed_replayed", "suppressed", "last_event_at"])
+        if any(processing.values()):
+            click.echo(f"processing behind collection: {processing['events_unresolved']} events "
+                       f"not resolved to profiles yet, {processing['events_awaiting_segments']} "
+                       "awaiting trait and segment updates")
         for r in late:
             click.secho(f"privacy request {r['request_id']} ({r['type']}) {r['status']} since "
                         f"{r['received_time']}: over {r['flag_after_days']} days", fg="yellow")

@@ -1,4 +1,5 @@
-"""Per-source ingestion figures: what `klantbeeld status` and `GET /v1/status` show."""
+"""Per-source ingestion figures, and how far processing is behind collection: what
+`klantbeeld status` and `GET /v1/status` show."""
 
 from __future__ import annotations
 
@@ -25,3 +26,16 @@ def source_status(engine: Engine) -> list[dict[str, Any]]:
         ORDER BY s.name
         """
     )
+
+
+def processing_status(engine: Engine) -> dict[str, int]:
+    """How far processing is behind collection: stored events not resolved to a profile yet, and
+    resolved events whose traits and segment memberships are not updated yet. Both are 0 when
+    the server is idle; under a burst they grow and then shrink (docs/concepts.md)."""
+    row = engine.fetchone(
+        "SELECT count(*) FILTER (WHERE e.seq > r.value), "
+        "count(*) FILTER (WHERE e.seq > g.value AND e.seq <= r.value) "
+        "FROM events e, identity_state r, identity_state g "
+        "WHERE r.name = 'resolved_seq' AND g.name = 'segments_seq' "
+        "AND e.seq > least(r.value, g.value)")
+    return {"events_unresolved": int(row[0] or 0), "events_awaiting_segments": int(row[1] or 0)}

@@ -4,24 +4,43 @@ The writer thread only commits events and pokes this one; resolution (reading ev
 resolving, writing identity tables) runs beside it, in its own DuckDB or PostgreSQL transactions.
 Under a burst the resolver falls behind for a moment instead of slowing ingestion, and every run
 takes everything committed since the last.
+
+It shares the server process, and with it the GIL, with the HTTP event loop and the writer. While
+events keep arriving it therefore takes at most ``share`` of the time: after a run of T seconds
+that saw new commits, it waits T × (1/share − 1) before the next, or until commits stop coming
+for a moment. Collection keeps its pace under a burst; resolution falls behind and catches up,
+in larger (cheaper per event) runs, as soon as the burst is over. `klantbeeld status` shows how
+far behind it is.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable
 
 from .resolver import Resolver
 
 log = logging.getLogger(__name__)
 
+_QUIET = 0.2   # seconds without a commit after which collection counts as idle
+# Events per run when yielding to collection: runs short enough for the share to bite, long
+# enough that the trait and segment update after each stays a small part of it.
+_RUN_EVENTS = 5_000
+
 
 class Follower:
-    def __init__(self, resolver: Resolver, after: Callable[[], object] | None = None) -> None:
+    def __init__(self, resolver: Resolver, after: Callable[[], object] | None = None,
+                 share: float = 1.0) -> None:
+        if not 0 < share <= 1:
+            raise ValueError(f"the resolver's share of time must be in (0, 1], not {share}")
         self.resolver = resolver
         self.after = after   # what follows resolution (traits and segment memberships)
+        self.share = share
         self._wake = threading.Event()
+        self._halt = threading.Event()   # set by stop(): no more waiting
+        self._last_poke = 0.0
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -34,26 +53,54 @@ class Follower:
                     self._thread = threading.Thread(target=self._run, name="klantbeeld-resolver",
                                                     daemon=True)
                     self._thread.start()
+        self._last_poke = time.monotonic()
         self._wake.set()
 
     def _run(self) -> None:
         while True:
             self._wake.wait()
             self._wake.clear()
+            started = time.monotonic()
+            more = False
             try:
-                if self.resolver.catch_up(follow=True) and self.after is not None:
+                limit = _RUN_EVENTS if self._collecting() else None
+                done = self.resolver.catch_up(follow=True, limit=limit)
+                if done and self.after is not None:
                     self.after()
+                more = limit is not None and done >= limit
+                if more:
+                    self._wake.set()   # more may be left: go on (after yielding)
             except Exception:  # the events are stored; the next run picks them up
                 log.exception("resolving identities or updating segments failed; retrying "
                               "after the next commit")
             if self._stopping:
+                if not more:
+                    return
+            elif self.share < 1 and self._wake.is_set():   # events kept arriving meanwhile
+                self._yield_to_collection(time.monotonic() - started)
+
+    def _collecting(self) -> bool:
+        """Events are arriving and the resolver is to share the time with them."""
+        return (self.share < 1 and not self._stopping
+                and time.monotonic() - self._last_poke <= _QUIET)
+
+    def _yield_to_collection(self, took: float) -> None:
+        """Wait ``took × (1/share − 1)`` seconds, less if commits stop coming (the burst is
+        over: resolving is all there is left to do)."""
+        deadline = time.monotonic() + took * (1 / self.share - 1)
+        while not self._halt.is_set():
+            now = time.monotonic()
+            if now >= deadline or now - self._last_poke > _QUIET:
                 return
+            self._halt.wait(min(deadline - now, _QUIET / 2))
 
     def stop(self) -> None:
         """Resolve what is left, then end the thread."""
         self._stopping = True
+        self._halt.set()
         if self._thread is not None:
             self._wake.set()
             self._thread.join()
             self._thread = None
-        self._stopping = False  # a later commit (a new app on the same workspace) starts it again
+        self._stopping = False
+        self._halt.clear()  # a later commit (a new app on the same workspace) starts it again

@@ -60,19 +60,21 @@ class Resolver:
             found = [i for i in found if i not in self.blocked]
         return found
 
-    def catch_up(self, batch: int = 20_000, follow: bool = False) -> int:
+    def catch_up(self, batch: int = 20_000, follow: bool = False,
+                 limit: int | None = None) -> int:
         """Resolve every committed event not resolved yet; return how many were resolved.
 
         ``follow``: the call after a commit in a server. On PostgreSQL only the resolver process
-        acts on it; the others return at once (their events are the resolver's to take)."""
+        acts on it; the others return at once (their events are the resolver's to take).
+        ``limit``: stop after the step that reaches this many events (more may be left)."""
         if follow and not self._leads():
             return 0
         with self._lock:
             total = 0
             while True:
-                done, finished = self._step(batch)
+                done, finished = self._step(batch if limit is None else min(batch, limit))
                 total += done
-                if finished:
+                if finished or (limit is not None and total >= limit):
                     return total
 
     def _leads(self) -> bool:

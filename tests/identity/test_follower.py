@@ -1,0 +1,71 @@
+"""The resolver's thread in a server: it yields to collection under a burst and catches up after."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from klantbeeld.collect.jobs import Job
+from klantbeeld.collect.requests import Limits, job_from_data
+from klantbeeld.collect.sources import create_source
+from klantbeeld.collect.status import processing_status
+from klantbeeld.identity import follower as follower_module
+from klantbeeld.identity.follower import Follower
+
+RUN = 40
+
+
+def _store(ws, n: int) -> None:
+    source, _ = create_source(ws.engine, "shop", "web")
+    batch = {"batch": [{"type": "page", "anonymousId": f"cookie-{i}", "messageId": f"m-{i}"}
+                       for i in range(n)]}
+    job = job_from_data(batch, "batch", source, Limits(32 * 1024, 2500),
+                        datetime.now(timezone.utc))
+    assert isinstance(job, Job)
+    assert ws.ingestor.ingest([job])[0].accepted == n   # stored; nothing resolved yet
+
+
+def test_the_resolver_yields_to_collection_and_catches_up_after(workspace, monkeypatch):
+    monkeypatch.setattr(follower_module, "_RUN_EVENTS", RUN)
+    _store(workspace, 600)
+    runs: list[tuple[float, float, int]] = []
+    catch_up = workspace.resolver.catch_up
+
+    def timed(*args, **kwargs):
+        started = time.monotonic()
+        done = catch_up(*args, **kwargs)
+        runs.append((started, time.monotonic(), done))
+        return done
+
+    monkeypatch.setattr(workspace.resolver, "catch_up", timed)
+    follower = Follower(workspace.resolver, share=0.25)
+    busy_from = time.monotonic()
+    while len(runs) < 4:   # collection keeps committing
+        follower.poke()
+        time.sleep(0.005)
+        assert time.monotonic() - busy_from < 60, "the resolver made no progress under load"
+    busy = time.monotonic() - busy_from
+    during = list(runs)
+    assert all(done <= RUN for _, _, done in during), "runs were not kept short under load"
+    spent = sum(end - start for start, end, _ in during)
+    assert spent < 0.6 * busy, f"the resolver took {spent:.2f} of {busy:.2f} s under load"
+    assert processing_status(workspace.engine)["events_unresolved"] > 0
+
+    # The burst is over: no more commits. It catches up in runs as large as the backlog.
+    deadline = time.monotonic() + 60
+    while processing_status(workspace.engine)["events_unresolved"]:
+        assert time.monotonic() < deadline, "the resolver did not catch up after the burst"
+        time.sleep(0.05)
+    assert max(done for _, _, done in runs[len(during):]) > RUN
+    follower.stop()
+
+
+def test_stopping_resolves_everything_left_even_while_yielding(workspace, monkeypatch):
+    monkeypatch.setattr(follower_module, "_RUN_EVENTS", RUN)
+    _store(workspace, 300)
+    follower = Follower(workspace.resolver, share=0.05)   # long waits between short runs
+    for _ in range(20):
+        follower.poke()
+        time.sleep(0.005)
+    follower.stop()
+    assert processing_status(workspace.engine)["events_unresolved"] == 0
