@@ -56,8 +56,8 @@ def test_the_resolver_yields_to_collection_and_catches_up_after(workspace, monke
     while processing_status(workspace.engine)["events_unresolved"]:
         assert time.monotonic() < deadline, "the resolver did not catch up after the burst"
         time.sleep(0.05)
+    follower.stop()   # the run that committed the last step has returned
     assert max(done for _, _, done in runs[len(during):]) > RUN
-    follower.stop()
 
 
 def test_stopping_resolves_everything_left_even_while_yielding(workspace, monkeypatch):
