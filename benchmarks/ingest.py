@@ -22,6 +22,8 @@ import psycopg
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
+from klantbeeld.settings import load_settings
+
 from .loadgen import build_request, run_load
 from .payloads import batches
 
@@ -120,7 +122,8 @@ def http(engine: str, bodies: list[bytes], connections: int, pg_url: str | None,
         warm = max(1, len(requests) // 20)
         run_load("127.0.0.1", port, requests[:warm], connections)
         result = run_load("127.0.0.1", port, requests[warm:], connections)
-        behind, caught_up_s = _catch_up(port, admin_key)
+        behind, caught_up_s = (_catch_up(port, admin_key)
+                               if load_settings().resolve_identities else (None, None))
     finally:
         proc.terminate()
         proc.wait()
