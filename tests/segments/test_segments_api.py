@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from conftest import CollectApi
+from conftest import CollectApi, profile_of
 
 from klantbeeld.collect.sources import create_key
 
@@ -260,15 +260,23 @@ def test_real_time_steps_update_only_the_profiles_they_touched(api, monkeypatch)
     assert api.members("repeat-customer") == {api.pid("bob")}
 
 
-def test_sent_traits_are_merged_again_for_identifies_and_merges_only(api, monkeypatch):
+@pytest.mark.parametrize("join_from", [1, 4096], ids=["owners-by-join", "owners-by-id"])
+def test_sent_traits_are_merged_again_for_identifies_and_merges_only(api, monkeypatch, join_from):
     """Sent traits come from identify events: a step of page views and tracks leaves them as they
-    are, and a merge made by a track brings the merged profile's traits to the survivor."""
+    are, and a merge made by a track brings the merged profile's traits to the survivor. (Both
+    ways a step finds the profiles its identifiers belong to give the same.)"""
     from klantbeeld.segments import realtime
+
+    monkeypatch.setattr(realtime, "JOIN_FROM", join_from)
 
     api.send([{"type": "identify", "userId": "ann", "traits": {"city": "Leiden"},
                "timestamp": ago(3)},
               {"type": "identify", "anonymousId": "cookie-7", "traits": {"vip": True},
                "timestamp": ago(3)}])
+    with_trait = "SELECT DISTINCT profile_id FROM profile_traits WHERE kind = 'trait' " \
+                 "AND name IN ('vip', 'city') ORDER BY 1"
+    assert api.ws.engine.fetchall(with_trait) == sorted(
+        [(api.pid("ann"),), (profile_of(api.ws, "anonymous_id", "cookie-7"),)])
     merged_again: list[list[str]] = []
     real = realtime.materialise
     monkeypatch.setattr(realtime, "materialise",
@@ -286,6 +294,4 @@ def test_sent_traits_are_merged_again_for_identifies_and_merges_only(api, monkey
     leiden = api.read("POST", "/v1/segments/preview", json={"definition": {
         "trait": "city", "op": "=", "value": "Leiden"}}).json()
     assert leiden["size"] == 1
-    rows = api.ws.engine.fetchall("SELECT DISTINCT profile_id FROM profile_traits "
-                                  "WHERE kind = 'trait' AND name IN ('vip', 'city')")
-    assert rows == [(survivor,)]
+    assert api.ws.engine.fetchall(with_trait) == [(survivor,)]

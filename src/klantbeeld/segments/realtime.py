@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .service import Segments
 
 FULL_REFRESH_EVENTS = 200_000   # a backlog this long is refreshed in full
+JOIN_FROM = 4_096   # identifiers in a step from which their owners are read by one join
 
 
 def catch_up(segments: "Segments", now: datetime | None = None) -> dict[str, Any]:
@@ -85,20 +86,36 @@ def touched_profiles(s: Session, lo: int, hi: int) -> tuple[list[str], list[str]
     by_identify = dict(links)
     found: set[str] = set()
     identified: set[str] = set()
-    for i in range(0, len(links), 1024):
-        where, params = in_list([iid for iid, _ in links[i:i + 1024]], "i")
-        for iid, pid in s.fetchall(
-                f"SELECT identifier_id, profile_id FROM identifiers WHERE identifier_id IN {where} "
-                "AND profile_id IS NOT NULL", params):
-            found.add(pid)
-            if by_identify[iid]:
-                identified.add(pid)
+    for iid, pid in _owners(s, lo, hi, [iid for iid, _ in links]):
+        found.add(pid)
+        if by_identify[iid]:
+            identified.add(pid)
     for survivor, merged in s.fetchall(
             "SELECT survivor, merged FROM profile_merges WHERE seq > $lo AND seq <= $hi",
             {"lo": lo, "hi": hi}):
         found.update((survivor, merged))
         identified.update((survivor, merged))
     return sorted(found), sorted(identified)
+
+
+def _owners(s: Session, lo: int, hi: int, iids: list[int]) -> list[tuple[int, str]]:
+    """(identifier id, profile id) of these identifiers, linked in (lo, hi].
+
+    A few are looked up by id (index lookups); from ``JOIN_FROM`` on, one join that reads the
+    identifiers table through is cheaper (on DuckDB ~15 ms per 1,024 lookups, against one scan of
+    two columns)."""
+    if len(iids) >= JOIN_FROM:
+        return s.fetchall(
+            "SELECT i.identifier_id, i.profile_id FROM identifiers i JOIN (SELECT DISTINCT "
+            "identifier_id FROM identity_links WHERE seq > $lo AND seq <= $hi) l "
+            "ON l.identifier_id = i.identifier_id WHERE i.profile_id IS NOT NULL",
+            {"lo": lo, "hi": hi})
+    out: list[tuple[int, str]] = []
+    for i in range(0, len(iids), 1024):
+        where, params = in_list(iids[i:i + 1024], "i")
+        out += s.fetchall(f"SELECT identifier_id, profile_id FROM identifiers "
+                          f"WHERE identifier_id IN {where} AND profile_id IS NOT NULL", params)
+    return out
 
 
 def scope(s: Session, pids: list[str]) -> None:
