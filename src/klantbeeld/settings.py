@@ -13,8 +13,6 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-RESOLVE_SHARE_DEFAULT = 0.25
-
 
 class Settings(BaseSettings):
     """Settings for one Klantbeeld deployment. Every field is documented in docs/settings.md."""
@@ -53,11 +51,12 @@ class Settings(BaseSettings):
     )
 
     resolve_share: float = Field(
-        RESOLVE_SHARE_DEFAULT, gt=0, le=1,
+        0.25, gt=0, le=1,
         description="While events keep arriving, the share of time real-time resolution (and "
         "the trait and segment updates after it) may take in the server process; the rest is "
         "collection's. Under a burst resolution falls behind and catches up after. 1: no limit.",
     )
+
     segments_config: Path | None = Field(
         None, description="Computed traits, declared segments and lifecycle thresholds (YAML). "
         "Default: segments.yaml in the data directory, if present.",

@@ -31,11 +31,14 @@ def source_status(engine: Engine) -> list[dict[str, Any]]:
 def processing_status(engine: Engine) -> dict[str, int]:
     """How far processing is behind collection: stored events not resolved to a profile yet, and
     resolved events whose traits and segment memberships are not updated yet. Both are 0 when
-    the server is idle; under a burst they grow and then shrink (docs/concepts.md)."""
-    row = engine.fetchone(
-        "SELECT count(*) FILTER (WHERE e.seq > r.value), "
-        "count(*) FILTER (WHERE e.seq > g.value AND e.seq <= r.value) "
-        "FROM events e, identity_state r, identity_state g "
-        "WHERE r.name = 'resolved_seq' AND g.name = 'segments_seq' "
-        "AND e.seq > least(r.value, g.value)")
-    return {"events_unresolved": int(row[0] or 0), "events_awaiting_segments": int(row[1] or 0)}
+    the server is idle; under a burst they grow and then shrink (docs/identity.md, *Real time*)."""
+    with engine.session() as s:
+        state = dict(s.fetchall("SELECT name, value FROM identity_state "
+                                "WHERE name IN ('resolved_seq', 'segments_seq')"))
+        resolved, segments = int(state.get("resolved_seq", 0)), int(state.get("segments_seq", 0))
+        # Constants, not a join with identity_state: the seq range then prunes the events read.
+        row = s.fetchone(
+            "SELECT count(*) FILTER (WHERE seq > $r), count(*) FILTER (WHERE seq <= $r) "
+            "FROM events WHERE seq > $lo", {"r": resolved, "lo": min(resolved, segments)})
+    return {"events_unresolved": int(row[0] or 0),
+            "events_awaiting_segments": int(row[1] or 0) if segments < resolved else 0}
