@@ -27,6 +27,7 @@ def _store(ws, n: int) -> None:
 
 def test_the_resolver_yields_to_collection_and_catches_up_after(workspace, monkeypatch):
     monkeypatch.setattr(follower_module, "_RUN_EVENTS", RUN)
+    monkeypatch.setattr(follower_module, "_QUIET", 0.2)
     _store(workspace, 2000)   # far more than the runs of the 0.2 s before it counts as over
     runs: list[tuple[float, float, int]] = []
     catch_up = workspace.resolver.catch_up

@@ -24,7 +24,10 @@ from .resolver import Resolver
 
 log = logging.getLogger(__name__)
 
-_QUIET = 0.2   # seconds without a commit after which collection counts as idle
+# Seconds without a commit after which collection counts as idle. Longer than the longest commit
+# (a DuckDB checkpoint stalls one for up to half a second): with 0.2 s, a stall read as the end of
+# the burst, an unlimited run started and held collection to half its pace for ten seconds.
+_QUIET = 1.0
 # Events per run when yielding to collection: runs short enough for the share to bite, long
 # enough that the trait and segment update after each stays a small part of it.
 _RUN_EVENTS = 5_000
