@@ -75,7 +75,8 @@ class Workspace:
     def follower(self) -> Follower:
         """The resolver's thread in a server (started by the first commit of the writer thread)."""
         return Follower(self.resolver, after=self.update_segments,
-                        share=self.settings.resolve_share)
+                        share=self.settings.resolve_share,
+                        poll=1.0 if self.engine.name == "postgres" else None)
 
     @cached_property
     def privacy_config(self) -> "PrivacyConfig":

@@ -152,3 +152,31 @@ def test_on_postgres_one_process_resolves_for_all(pg_database, tmp_path):
     finally:
         a.close()
         b.close()
+
+
+def test_on_postgres_the_resolving_process_picks_up_what_others_store(pg_database, tmp_path):
+    """The process holding the resolver role is poked by its own commits only; events another
+    process stores after those are resolved all the same, without a commit of its own."""
+    from conftest import fresh_postgres_url
+
+    url = fresh_postgres_url(pg_database)
+    a = Workspace.open(load_settings(home=tmp_path / "a", database_url=url))
+    b = Workspace.open(load_settings(home=tmp_path / "b", database_url=url))
+    follower = a.follower   # what a's server runs after each of its commits
+    try:
+        a.init(["web"])
+        b.settings.resolve_identities = False          # b stores; resolution is a's job
+        follower.poke()                                # a's server starts: it takes the role
+        deadline = time.monotonic() + 10
+        while a.resolver._leader is None:
+            assert time.monotonic() < deadline, "a did not take the resolver role"
+            time.sleep(0.05)
+        feed(b, [msg(1, "identify", userId="U1", anonymousId="c-1")], tmp_path)
+        while profile_of(b, "user_id", "U1") is None:  # no poke reaches a
+            assert time.monotonic() < deadline, "the event stored by b was never resolved"
+            time.sleep(0.05)
+        assert profile_of(b, "user_id", "U1") == profile_of(b, "anonymous_id", "c-1")
+    finally:
+        follower.stop()
+        a.close()
+        b.close()

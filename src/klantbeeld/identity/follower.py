@@ -11,6 +11,10 @@ that saw new commits, it waits T × (1/share − 1) before the next, or until co
 for a moment. Collection keeps its pace under a burst; resolution falls behind and catches up,
 in larger (cheaper per event) runs, as soon as the burst is over. `klantbeeld status` shows how
 far behind it is.
+
+On PostgreSQL several server processes share the store and one of them resolves for all. Only
+its own commits poke it, so it also looks every ``poll`` seconds: events another process stored
+after its last commit would otherwise wait for its next one.
 """
 
 from __future__ import annotations
@@ -35,12 +39,13 @@ _RUN_EVENTS = 5_000
 
 class Follower:
     def __init__(self, resolver: Resolver, after: Callable[[], object] | None = None,
-                 share: float = 1.0) -> None:
+                 share: float = 1.0, poll: float | None = None) -> None:
         if not 0 < share <= 1:
             raise ValueError(f"the resolver's share of time must be in (0, 1], not {share}")
         self.resolver = resolver
         self.after = after   # what follows resolution (traits and segment memberships)
         self.share = share
+        self.poll = poll   # seconds between looks without a poke (None: only when poked)
         self._wake = threading.Event()
         self._halt = threading.Event()   # set by stop(): no more waiting
         self._last_poke = 0.0
@@ -61,7 +66,7 @@ class Follower:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait()
+            self._wake.wait(self.poll)
             self._wake.clear()
             started = time.monotonic()
             more = False
