@@ -101,7 +101,8 @@ def _start_server(home: Path, database: str, port: int, workers: int = 1,
         [sys.executable, "-m", "klantbeeld.cli", "serve", "--port", str(port), "--data-dir",
          str(home), "--database", database, "--log-level", "warning", "--workers", str(workers),
          "--ingest-processes", str(ingest_processes)],
-        stdout=subprocess.DEVNULL, stderr=open(os.environ.get("KB_SERVER_LOG", os.devnull), "ab"))
+        stdout=subprocess.DEVNULL,
+        stderr=open(os.environ.get("KLANTBEELD_BENCH_SERVER_LOG", os.devnull), "ab"))
     for _ in range(300):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
