@@ -454,3 +454,25 @@ def test_admin_can_add_a_source_whose_key_works_at_once(collect_api):
     assert (row["channel"], row["source_id"]) == ("pos", made.json()["source_id"])
     again = collect_api.admin("POST", "/v1/sources", json={"name": "till", "channel": "pos"})
     assert again.status_code == 409 and again.json()["code"] == "source_exists"
+
+
+def test_status_shows_processing_catching_up_with_collection(collect_api):
+    """`GET /v1/status` says how many stored events are not resolved (or not in segments) yet;
+    with the server resolving after each commit, both reach 0."""
+    import time
+
+    r = collect_api.post("/v1/batch", {"batch": [
+        {"type": "identify", "userId": f"u{i}", "traits": {"plan": "gold"}} for i in range(20)]})
+    assert r.status_code == 200 and r.json()["accepted"] == 20
+    deadline = time.monotonic() + 30
+    while True:
+        body = collect_api.admin("GET", "/v1/status").json()
+        assert set(body["processing"]) == {"events_unresolved", "events_awaiting_segments"}
+        if not any(body["processing"].values()):
+            break
+        assert time.monotonic() < deadline, f"processing never caught up: {body['processing']}"
+        time.sleep(0.05)
+    assert collect_api.status()["accepted"] == 20
+    resolved = collect_api.workspace.engine.fetchone(
+        "SELECT count(DISTINCT profile_id) FROM identifiers WHERE id_type = 'user_id'")[0]
+    assert resolved == 20   # caught up means resolved: each user has a profile
