@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
 from .collect.admin_api import router as collect_admin_router
-from .collect.api import router as collect_router
+from .collect.api import router as collect_router, serve_collection
 from .collect.ratelimit import RateLimiter
 from .collect.sources import KeyRing
 from .collect.workers import IngestPool
@@ -44,6 +44,13 @@ def _scheduled_predict(ws: Workspace) -> object:
         return ws.predict.run(actor="schedule")
     except (NoPurchases, PredictBusy) as exc:   # nothing to learn from yet, or already running
         return str(exc)
+
+
+class _App(FastAPI):
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and await serve_collection(self, scope, receive, send):
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, workspace: Workspace | None = None) -> FastAPI:
@@ -96,7 +103,7 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
                 ws.close()
             sys.setswitchinterval(previous_interval)
 
-    app = FastAPI(
+    app = _App(
         title="Klantbeeld",
         version=__version__,
         description="Customer Data Platform: collection (Segment-compatible), sources, failed events, "

@@ -207,6 +207,32 @@ def test_errors_are_json_code_and_message(collect_api):
         assert set(response.json()) == {"code", "message"}
 
 
+def test_an_unexpected_fault_is_a_json_500_and_the_next_request_is_served(collect_api,
+                                                                           monkeypatch):
+    keyring = collect_api.client.app.state.keyring
+    real = keyring.resolve
+    calls = []
+
+    def once_broken(key):
+        calls.append(key)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return real(key)
+
+    monkeypatch.setattr(keyring, "resolve", once_broken)
+    broken = collect_api.post("/v1/track", track("fault-1"))
+    assert broken.status_code == 500
+    assert broken.json()["code"] == "internal_error"
+    assert collect_api.post("/v1/track", track("fault-2")).status_code == 200
+    assert [r["message_id"] for r in collect_api.events()] == ["msg-fault-2"]
+
+
+def test_collection_routes_are_documented_in_openapi(collect_api):
+    paths = collect_api.client.get("/openapi.json").json()["paths"]
+    for path in ("/v1/batch", "/v1/import", "/v1/track", "/v1/t", "/v1/identify", "/v1/a"):
+        assert "post" in paths[path], path
+
+
 # -- per-message failures ----------------------------------------------------------------------
 
 BAD_MESSAGES = [

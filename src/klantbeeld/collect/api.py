@@ -9,6 +9,7 @@ goes to the failed-events store with its reason; the rest of the batch lands.
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime, timezone
 from typing import Any
 
@@ -23,6 +24,7 @@ from .requests import (BATCH_KINDS, Limits, RequestError, decode, job_from_body,
                        job_from_data)
 from .sources import KeyRing, Principal, Source
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["collect"])
 
 _MESSAGE_SCHEMA = {
@@ -149,7 +151,37 @@ async def _store_unparseable(request: Request, source: Source, body: bytes, erro
     await _submit(request, Job(source, prepared, origin="http", received_at=received_at))
 
 
+#: Collection paths and the kind of message each takes (the fast path looks them up here).
+KINDS: dict[str, str] = {}
+
+
+async def serve_collection(app: Any, scope: dict, receive: Any, send: Any) -> bool:
+    """Answer a collection request directly, past the framework's routing and middleware stack.
+
+    Collection is the hot path: hundreds of requests a second, each of one fixed shape. Profiled
+    under load, the serving process's event loop held the GIL twice as long as the writer, mostly
+    in the generic stack (matching every route, solving dependencies, five middleware layers).
+    Going past it saves about 0.18 ms of CPU per request. Returns False when the request is not
+    a collection POST; the app then handles it as usual (405, 404, the OpenAPI document).
+    """
+    kind = KINDS.get(scope["path"])
+    if kind is None or scope["method"] != "POST":
+        return False
+    scope["app"] = app
+    try:
+        response = await _ingest(Request(scope, receive), kind)
+    except ApiError as exc:
+        response = error_response(exc.status, exc.code, exc.message, exc.headers, exc.errors)
+    except Exception:
+        log.exception("collection request to %s failed", scope["path"])
+        response = error_response(500, "internal_error", "the request failed; see the server log")
+    await response(scope, receive, send)
+    return True
+
+
 def _route(path: str, kind: str, schema: dict[str, Any], summary: str, name: str) -> None:
+    KINDS[path] = kind
+
     async def endpoint(request: Request) -> Response:
         return await _ingest(request, kind)
 
