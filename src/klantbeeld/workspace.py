@@ -76,6 +76,7 @@ class Workspace:
         """The resolver's thread in a server (started by the first commit of the writer thread)."""
         return Follower(self.resolver, after=self.update_segments,
                         share=self.settings.resolve_share,
+                        busy=lambda: self.ingestor.busy_seconds,
                         poll=1.0 if self.engine.name == "postgres" else None)
 
     @cached_property

@@ -70,3 +70,54 @@ def test_stopping_resolves_everything_left_even_while_yielding(workspace, monkey
         time.sleep(0.005)
     follower.stop()
     assert processing_status(workspace.engine)["events_unresolved"] == 0
+
+
+def test_under_a_light_load_the_resolver_keeps_up_without_waiting(workspace, monkeypatch):
+    """Commits keep coming, but the writer is mostly idle: no yielding, so a steady stream is
+    resolved as it comes instead of piling up behind waits it does not need."""
+    monkeypatch.setattr(follower_module, "_RUN_EVENTS", RUN)
+    _store(workspace, 1000)
+    runs: list[tuple[float, float]] = []
+    catch_up = workspace.resolver.catch_up
+
+    def timed(*args, **kwargs):
+        started = time.monotonic()
+        done = catch_up(*args, **kwargs)
+        runs.append((started, time.monotonic()))
+        return done
+
+    monkeypatch.setattr(workspace.resolver, "catch_up", timed)
+    writer_busy = 0.0   # the writer's seconds in commits: it hardly commits
+    follower = Follower(workspace.resolver, share=0.05, busy=lambda: writer_busy)
+    started = time.monotonic()
+    while processing_status(workspace.engine)["events_unresolved"]:
+        follower.poke()   # commits keep coming all along
+        time.sleep(0.005)
+        assert time.monotonic() - started < 60, "the resolver did not keep up"
+    follower.stop()
+    took = sorted(end - start for start, end in runs)
+    waited = sorted(b[0] - a[1] for a, b in zip(runs, runs[1:]))
+    # Yielding at this share would wait 19 times each run's length.
+    assert waited[len(waited) // 2] < 2 * took[len(took) // 2], (waited, took)
+
+
+def test_a_busy_writer_makes_the_resolver_yield(workspace, monkeypatch):
+    monkeypatch.setattr(follower_module, "_RUN_EVENTS", RUN)
+    _store(workspace, 2000)
+    runs: list[float] = []
+    catch_up = workspace.resolver.catch_up
+
+    def timed(*args, **kwargs):
+        runs.append(time.monotonic())
+        return catch_up(*args, **kwargs)
+
+    monkeypatch.setattr(workspace.resolver, "catch_up", timed)
+    follower = Follower(workspace.resolver, share=0.05, busy=time.monotonic)  # always committing
+    started = time.monotonic()
+    while time.monotonic() - started < 2:
+        follower.poke()
+        time.sleep(0.005)
+    assert processing_status(workspace.engine)["events_unresolved"] > 0
+    gaps = [b - a for a, b in zip(runs, runs[1:])]
+    assert gaps and min(gaps) > 0.05, f"it did not wait between runs: {gaps}"
+    follower.stop()

@@ -54,6 +54,9 @@ class Ingestor:
         # Called by the writer thread after each group commit; keep them cheap (identity resolution
         # only wakes its own thread). A failure is logged, never lost: the callbacks follow the store.
         self.after_commit: list[Callable[[], Any]] = []
+        # Seconds the writer thread has spent committing, ever growing: how busy collection is
+        # (identity resolution yields to it when it is; klantbeeld.identity.follower).
+        self.busy_seconds = 0.0
         # Privacy: the gate that drops events of erased people (klantbeeld.privacy.suppression).
         self.suppression: Any = None
 
@@ -253,7 +256,9 @@ class Ingestor:
                     break
                 group.append(nxt)
                 rows += len(nxt[0].prepared)
+            started = time.monotonic()
             self._commit_group(group)
+            self.busy_seconds += time.monotonic() - started
             self._after_commit()
             if time.monotonic() - self._last_expiry > 300:
                 self._last_expiry = time.monotonic()
