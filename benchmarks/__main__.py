@@ -55,7 +55,7 @@ def main() -> None:
         results["ingest_http"] = rows
         out.append(_table(f"HTTP /v1/batch ingestion ({requests} requests × 100 events, 16 "
                           "connections, durable)", rows,
-                          ["engine", "workers", "ingest_processes", "events_per_s",
+                          ["engine", "load", "workers", "ingest_processes", "events_per_s",
                            "floor_events_per_s", "ratio_to_floor", "p50_ms", "p99_ms",
                            "acknowledged", "stored", "unresolved_at_end", "caught_up_s"]))
     if "import" in args.which:
