@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -47,17 +48,42 @@ def test_a_batch_through_a_worker_lands_with_its_failures_accounted(pooled):
 def test_a_dead_worker_costs_no_request(pooled):
     client, key, ws = pooled
     pool = client.app.state.ingest_pool
-    for process in list(pool._pool._processes.values()):
-        os.kill(process.pid, signal.SIGKILL)
-        process.join()
+    dead = pool.pids
+    for pid in dead:
+        os.kill(pid, signal.SIGKILL)
     response = client.post("/v1/track", auth=(key, ""),
                            json={"userId": "u2", "event": "Signed Up", "messageId": "w-3"})
     assert response.status_code == 200
     assert ("w-3",) in ws.engine.fetchall("SELECT message_id FROM events")
-    # and the next request is served by the new pool
+    # a new worker takes the dead one's place and serves the next requests
+    deadline = time.monotonic() + 60
+    while not pool.pids or set(pool.pids) & set(dead):
+        assert time.monotonic() < deadline, "no new worker replaced the dead one"
+        time.sleep(0.05)
     again = client.post("/v1/track", auth=(key, ""),
                         json={"userId": "u2", "event": "Signed Up", "messageId": "w-4"})
     assert again.status_code == 200
+    assert ("w-4",) in ws.engine.fetchall("SELECT message_id FROM events")
+
+
+def _fails(reason: str) -> None:
+    raise ValueError(reason)
+
+
+def test_a_call_that_raises_in_a_worker_raises_in_the_server_and_the_worker_goes_on(pooled):
+    client, key, _ = pooled
+    pool = client.app.state.ingest_pool
+    served_by = pool.pids
+
+    async def call():
+        return await pool.run(_fails, "bad input")
+
+    with pytest.raises(ValueError, match="bad input"):
+        client.portal.call(call)
+    assert pool.pids == served_by
+    response = client.post("/v1/track", auth=(key, ""),
+                           json={"userId": "u3", "event": "Signed Up", "messageId": "w-5"})
+    assert response.status_code == 200
 
 
 def _children(pid: int) -> list[int]:

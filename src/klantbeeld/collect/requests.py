@@ -95,16 +95,11 @@ def job_from_body(body: bytes, kind: str, source: Source, limits: Limits,
     return job_from_data(data, kind, source, limits, received_at, gpc)
 
 
-def warm_up() -> bool:
-    """Run once in each new worker so its imports happen before the first request."""
-    return True
-
-
 def watch_parent(parent_pid: int) -> None:
-    """Worker initializer: exit as soon as the server process that started us is gone.
+    """In a worker process: exit as soon as the server process that started it is gone.
 
-    A server killed with SIGKILL runs no shutdown code, and a pool worker blocked on its task
-    queue would otherwise live on as an orphan.
+    A server killed with SIGKILL runs no shutdown code, and a worker blocked reading its socket
+    would otherwise live on as an orphan.
     """
 
     def watch() -> None:
