@@ -52,9 +52,10 @@ class Settings(BaseSettings):
 
     resolve_share: float = Field(
         0.25, gt=0, le=1,
-        description="While events keep arriving, the share of time real-time resolution (and "
-        "the trait and segment updates after it) may take in the server process; the rest is "
-        "collection's. Under a burst resolution falls behind and catches up after. 1: no limit.",
+        description="While the writer is busy (half of the time or more in commits), the share "
+        "of time real-time resolution (and the trait and segment updates after it) may take in "
+        "the server process; the rest is collection's. Under a burst resolution falls behind "
+        "and catches up after; under a lighter load it does not yield. 1: no limit.",
     )
 
     segments_config: Path | None = Field(
