@@ -66,7 +66,8 @@ def main() -> None:
         results["import_csv"] = rows
         out.append(_table(f"CSV bulk import ({count:,} receipt lines, 11 columns, mapping)", rows,
                           ["engine", "rows", "seconds", "rows_per_s", "floor_rows_per_s",
-                           "ratio_to_floor", "reimport_duplicates", "reimport_rows_per_s"]))
+                           "ratio_to_floor", "resolve_s", "reimport_duplicates",
+                           "reimport_rows_per_s"]))
     if "identity" in args.which:
         from . import identity
 

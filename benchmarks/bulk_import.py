@@ -80,7 +80,8 @@ def ours(engine: str, path: Path, pg_url: str | None) -> dict:
         report = import_file(ws, path, "pos", as_="track", mapping=MAPPING)
         again = import_file(ws, path, "pos", as_="track", mapping=MAPPING)
     return {"rows": report.rows_read, "seconds": report.elapsed_seconds,
-            "rows_per_s": report.rows_per_second, "accepted": report.accepted,
+            "rows_per_s": report.rows_per_second, "resolve_s": report.resolve_seconds,
+            "accepted": report.accepted,
             "reimport_duplicates": again.duplicates, "reimport_rows_per_s": again.rows_per_second}
 
 

@@ -116,6 +116,23 @@ def test_crm_contacts_become_identify_events_with_traits_and_external_ids(ws, co
     assert [(r["status"], r["rows_read"], r["accepted"]) for r in run] == [("done", 3, 3)]
 
 
+def test_the_report_times_storing_and_resolving_apart(ws, contacts, monkeypatch):
+    import time
+
+    data, mapping = contacts
+    resolve = ws.resolve
+
+    def slow_resolve(*args, **kwargs):
+        time.sleep(0.5)
+        return resolve(*args, **kwargs)
+
+    monkeypatch.setattr(ws, "resolve", slow_resolve)
+    report = import_file(ws, data, "crm", mapping=mapping)
+    assert report.resolve_seconds >= 0.5   # the step after the rows, reported on its own
+    assert report.elapsed_seconds < report.resolve_seconds   # rows/s counts storing them only
+    assert ws.engine.fetchone("SELECT count(*) FROM profiles")[0] == 3   # C1, C2, C3
+
+
 def test_pos_lines_become_track_events_with_numeric_revenue(ws, tmp_path):
     data = write_csv(tmp_path / "pos.csv", ["line_id", "customer_id", "sku", "quantity", "amount",
                                             "sold_at"],
@@ -307,12 +324,14 @@ def test_cli_imports_reports_failures_and_lists_them(database_url, tmp_path, con
                     "--mapping", str(mapping))
     assert result.exit_code == 0, result.output
     assert "accepted" in result.output and "rows/s" in result.output
+    assert "identities resolved" in result.output   # timed apart from storing the rows
     assert "line 5" in result.output and "klantbeeld failed list --source crm" in result.output
     again = invoke(database_url, home, "import", str(data), "--source", "crm", "--mapping",
                    str(mapping), "--json")
     report = json.loads(again.stdout)
     assert (report["rows_read"], report["accepted"], report["duplicates"], report["failed"]) == \
         (4, 0, 3, 1)
+    assert report["resolve_seconds"] >= 0 and report["elapsed_seconds"] > 0
     listed = json.loads(invoke(database_url, home, "failed", "list", "--source", "crm",
                                "--json").stdout)
     assert listed["total"] == 2

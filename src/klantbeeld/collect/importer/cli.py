@@ -100,6 +100,8 @@ def _print(report: ImportReport) -> None:
         click.echo(f"  {label:<19} {value:>12,}")
     click.echo(f"  {'time':<19} {report.elapsed_seconds:>10.2f} s  "
                f"({report.rows_per_second:,.0f} rows/s)")
+    if report.resolve_seconds is not None:
+        click.echo(f"  {'identities resolved':<19} {report.resolve_seconds:>10.2f} s")
     if report.cursor_column:
         click.echo(f"  {'cursor':<19} {report.cursor_column} = {report.cursor_value}")
     if report.failures:
