@@ -66,6 +66,33 @@ def test_a_dead_worker_costs_no_request(pooled):
     assert ("w-4",) in ws.engine.fetchall("SELECT message_id FROM events")
 
 
+def _echo(value: bytes, delay: float) -> bytes:
+    time.sleep(delay)
+    return value[::-1]
+
+
+def test_many_calls_in_flight_each_get_their_own_answer():
+    """Calls pipelined to two workers, bodies from 10 bytes to 600 KB (past a socket's buffer):
+    each caller gets the answer to its own request."""
+    import asyncio
+    import random
+
+    from klantbeeld.collect.workers import IngestPool
+
+    rng = random.Random(3)
+    bodies = [rng.randbytes(rng.choice((10, 70_000, 600_000))) for _ in range(60)]
+
+    async def calls():
+        pool = IngestPool(2)
+        await pool.start()
+        try:
+            return await asyncio.gather(*(pool.run(_echo, b, rng.random() / 50) for b in bodies))
+        finally:
+            pool.close()
+
+    assert asyncio.run(calls()) == [b[::-1] for b in bodies]
+
+
 def _fails(reason: str) -> None:
     raise ValueError(reason)
 
