@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .collect.sources import CHANNELS, create_key, create_source, list_sources
 from .collect.writer import Ingestor
@@ -99,10 +99,11 @@ class Workspace:
 
         return Predictions(self)
 
-    def resolve(self) -> int:
+    def resolve(self, progress: Callable[[int], object] | None = None) -> int:
         """Resolve every stored event not resolved yet to a profile, then bring traits and
-        segment memberships up to date; return how many events were resolved."""
-        done = self.resolver.catch_up()
+        segment memberships up to date; return how many events were resolved. ``progress`` is
+        called with each step's number of events."""
+        done = self.resolver.catch_up(progress=progress)
         self.update_segments()
         return done
 

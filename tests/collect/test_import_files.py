@@ -116,7 +116,7 @@ def test_crm_contacts_become_identify_events_with_traits_and_external_ids(ws, co
     assert [(r["status"], r["rows_read"], r["accepted"]) for r in run] == [("done", 3, 3)]
 
 
-def test_the_report_times_storing_and_resolving_apart(ws, contacts, monkeypatch):
+def test_the_report_times_storing_and_resolving_apart(ws, contacts, monkeypatch, capsys):
     import time
 
     data, mapping = contacts
@@ -127,8 +127,9 @@ def test_the_report_times_storing_and_resolving_apart(ws, contacts, monkeypatch)
         return resolve(*args, **kwargs)
 
     monkeypatch.setattr(ws, "resolve", slow_resolve)
-    report = import_file(ws, data, "crm", mapping=mapping)
+    report = import_file(ws, data, "crm", mapping=mapping, progress=True)
     assert report.resolve_seconds >= 0.5   # the step after the rows, reported on its own
+    assert "resolving identities" in capsys.readouterr().err   # with a progress bar of its own
     assert report.elapsed_seconds < report.resolve_seconds   # rows/s counts storing them only
     assert ws.engine.fetchone("SELECT count(*) FROM profiles")[0] == 3   # C1, C2, C3
 

@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from ..store import Engine, Session
 from .config import IdentityConfig
@@ -61,12 +61,13 @@ class Resolver:
         return found
 
     def catch_up(self, batch: int = 20_000, follow: bool = False,
-                 limit: int | None = None) -> int:
+                 limit: int | None = None, progress: Callable[[int], object] | None = None) -> int:
         """Resolve every committed event not resolved yet; return how many were resolved.
 
         ``follow``: the call after a commit in a server. On PostgreSQL only the resolver process
         acts on it; the others return at once (their events are the resolver's to take).
-        ``limit``: stop after the step that reaches this many events (more may be left)."""
+        ``limit``: stop after the step that reaches this many events (more may be left).
+        ``progress``: called with the number of events of each step once it is committed."""
         if follow and not self._leads():
             return 0
         with self._lock:
@@ -74,6 +75,8 @@ class Resolver:
             while True:
                 done, finished = self._step(batch if limit is None else min(batch, limit))
                 total += done
+                if progress is not None and done:
+                    progress(done)
                 if finished or (limit is not None and total >= limit):
                     return total
 

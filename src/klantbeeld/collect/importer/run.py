@@ -27,6 +27,7 @@ from ...store import Session
 from ...workspace import Workspace
 from ..prepare import Prepared, Refusal, prepare_messages
 from ..sources import Source, SourceError, get_source
+from ..status import processing_status
 from ..canonical import Canonicaliser
 from ..jobs import Job, Outcome, precompute_rows
 from .build import Column, MessageBuilder
@@ -364,7 +365,10 @@ def _drive(ws: Workspace, src: Source, report: ImportReport, chunks: Iterator,
         if ws.settings.resolve_identities and not ws.ingestor.running:
             # In a server the resolver's thread follows the writer; here it runs once, after.
             stored = time.perf_counter()
-            ws.resolve()
+            behind = processing_status(ws.engine)["events_unresolved"] if progress else None
+            with tqdm(total=behind, unit="events", unit_scale=True, disable=not progress,
+                      file=sys.stderr, desc="resolving identities", leave=False) as resolving:
+                ws.resolve(progress=resolving.update)
             report.resolve_seconds = time.perf_counter() - stored
     except BaseException as exc:
         report.status = "failed"
