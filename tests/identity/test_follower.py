@@ -25,10 +25,8 @@ def _store(ws, n: int) -> None:
     assert ws.ingestor.ingest([job])[0].accepted == n   # stored; nothing resolved yet
 
 
-def test_the_resolver_yields_to_collection_and_catches_up_after(workspace, monkeypatch):
-    monkeypatch.setattr(follower_module, "_RUN_EVENTS", RUN)
-    monkeypatch.setattr(follower_module, "_QUIET", 0.2)
-    _store(workspace, 2000)   # far more than the runs of the 0.2 s before it counts as over
+def _timed_runs(workspace, monkeypatch) -> list[tuple[float, float, int]]:
+    """Every resolver run from now on: (start, end, events resolved)."""
     runs: list[tuple[float, float, int]] = []
     catch_up = workspace.resolver.catch_up
 
@@ -39,6 +37,14 @@ def test_the_resolver_yields_to_collection_and_catches_up_after(workspace, monke
         return done
 
     monkeypatch.setattr(workspace.resolver, "catch_up", timed)
+    return runs
+
+
+def test_the_resolver_yields_to_collection_and_catches_up_after(workspace, monkeypatch):
+    monkeypatch.setattr(follower_module, "_RUN_EVENTS", RUN)
+    monkeypatch.setattr(follower_module, "_QUIET", 0.2)
+    _store(workspace, 2000)   # far more than the runs of the 0.2 s before it counts as over
+    runs = _timed_runs(workspace, monkeypatch)
     follower = Follower(workspace.resolver, share=0.25)
     busy_from = time.monotonic()
     while len(runs) < 4:   # collection keeps committing
@@ -77,16 +83,7 @@ def test_under_a_light_load_the_resolver_keeps_up_without_waiting(workspace, mon
     resolved as it comes instead of piling up behind waits it does not need."""
     monkeypatch.setattr(follower_module, "_RUN_EVENTS", RUN)
     _store(workspace, 1000)
-    runs: list[tuple[float, float]] = []
-    catch_up = workspace.resolver.catch_up
-
-    def timed(*args, **kwargs):
-        started = time.monotonic()
-        done = catch_up(*args, **kwargs)
-        runs.append((started, time.monotonic()))
-        return done
-
-    monkeypatch.setattr(workspace.resolver, "catch_up", timed)
+    runs = _timed_runs(workspace, monkeypatch)
     writer_busy = 0.0   # the writer's seconds in commits: it hardly commits
     follower = Follower(workspace.resolver, share=0.05, busy=lambda: writer_busy)
     started = time.monotonic()
@@ -95,7 +92,7 @@ def test_under_a_light_load_the_resolver_keeps_up_without_waiting(workspace, mon
         time.sleep(0.005)
         assert time.monotonic() - started < 60, "the resolver did not keep up"
     follower.stop()
-    took = sorted(end - start for start, end in runs)
+    took = sorted(end - start for start, end, _ in runs)
     waited = sorted(b[0] - a[1] for a, b in zip(runs, runs[1:]))
     # Yielding at this share would wait 19 times each run's length.
     assert waited[len(waited) // 2] < 2 * took[len(took) // 2], (waited, took)
@@ -104,16 +101,7 @@ def test_under_a_light_load_the_resolver_keeps_up_without_waiting(workspace, mon
 def test_a_busy_writer_makes_the_resolver_yield(workspace, monkeypatch):
     monkeypatch.setattr(follower_module, "_RUN_EVENTS", RUN)
     _store(workspace, 2000)
-    runs: list[tuple[float, float]] = []
-    catch_up = workspace.resolver.catch_up
-
-    def timed(*args, **kwargs):
-        started = time.monotonic()
-        done = catch_up(*args, **kwargs)
-        runs.append((started, time.monotonic()))
-        return done
-
-    monkeypatch.setattr(workspace.resolver, "catch_up", timed)
+    runs = _timed_runs(workspace, monkeypatch)
     follower = Follower(workspace.resolver, share=0.05, busy=time.monotonic)  # always committing
     started = time.monotonic()
     while time.monotonic() - started < 2:
@@ -123,6 +111,6 @@ def test_a_busy_writer_makes_the_resolver_yield(workspace, monkeypatch):
     during = [r for r in runs if r[1] < started + 2]
     assert len(during) >= 2
     waited = [b[0] - a[1] for a, b in zip(during, during[1:])]
-    took = [end - start for start, end in during]
+    took = [end - start for start, end, _ in during]
     # At a share of 0.05 it waits 19 times each run's length after it.
     assert all(w > 5 * t for w, t in zip(waited, took)), (waited, took)
