@@ -15,7 +15,7 @@ class Visitors:
     """Who sends the messages. ``sessions`` (default): visits of several messages on one cookie, as
     a webshop sees them. A visitor stays for about 8 messages; 2,000 visits run at once; three
     visits in ten are by one of 100,000 customers, who log in (identify with their user id and
-    e-mail) once per visit, from a new cookie each time. ``worst``: every message a new cookie and
+    e-mail) at most once per visit, most of them early, from a new cookie each visit. ``worst``: every message a new cookie and
     every identify a random user id with a random e-mail — each event makes or merges a profile,
     the resolver's worst case."""
 
@@ -52,8 +52,7 @@ class Visitors:
         return visit["cookie"], None, None
 
 
-def message(rng: random.Random, now: datetime, visitors: Visitors | None = None) -> dict:
-    visitors = visitors or Visitors(rng, "worst")
+def message(rng: random.Random, now: datetime, visitors: Visitors) -> dict:
     anonymous_id, user, email = visitors.next()
     ts = (now - timedelta(seconds=rng.randint(0, 3600))).isoformat().replace("+00:00", "Z")
     base = {
