@@ -227,6 +227,31 @@ def test_an_unexpected_fault_is_a_json_500_and_the_next_request_is_served(collec
     assert [r["message_id"] for r in collect_api.events()] == ["msg-fault-2"]
 
 
+def test_a_client_that_goes_away_mid_body_gets_no_answer_and_stores_nothing(collect_api,
+                                                                             caplog):
+    from klantbeeld.collect.api import serve_collection
+
+    key = collect_api.basic(collect_api.write_key)["Authorization"].encode()
+    scope = {"type": "http", "method": "POST", "path": "/v1/batch", "query_string": b"",
+             "headers": [(b"authorization", key), (b"content-type", b"application/json")]}
+    incoming = [{"type": "http.request", "body": b'{"batch": [{"type": "tr', "more_body": True},
+                {"type": "http.disconnect"}]
+    sent = []
+
+    async def receive():
+        return incoming.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    handled = collect_api.client.portal.call(serve_collection, collect_api.client.app, scope,
+                                             receive, send)
+    assert handled and sent == []   # nobody is there to answer
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert collect_api.events() == []
+    assert collect_api.workspace.engine.fetchone("SELECT count(*) FROM failed_events")[0] == 0
+
+
 def test_collection_routes_are_documented_in_openapi(collect_api):
     paths = collect_api.client.get("/openapi.json").json()["paths"]
     for path in ("/v1/batch", "/v1/import", "/v1/track", "/v1/t", "/v1/identify", "/v1/a"):

@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
 
 from ..http import ApiError, error_response, json_response, key_from_headers, read_body
 from .jobs import Job, Outcome
@@ -172,6 +173,8 @@ async def serve_collection(app: Any, scope: dict, receive: Any, send: Any) -> bo
         response = await _ingest(Request(scope, receive), kind)
     except ApiError as exc:
         response = error_response(exc.status, exc.code, exc.message, exc.headers, exc.errors)
+    except ClientDisconnect:   # gone before its body was in: nothing stored, no one to answer
+        return True
     except Exception:
         log.exception("collection request to %s failed", scope["path"])
         response = error_response(500, "internal_error", "the request failed; see the server log")
