@@ -114,3 +114,12 @@ def test_a_busy_writer_makes_the_resolver_yield(workspace, monkeypatch):
     took = [end - start for start, end, _ in during]
     # At a share of 0.05 it waits 19 times each run's length after it.
     assert all(w > 5 * t for w, t in zip(waited, took)), (waited, took)
+
+
+def test_catching_up_reports_each_committed_step(workspace):
+    """What the import's progress bar shows while the stored events resolve."""
+    _store(workspace, 1000)
+    steps: list[int] = []
+    assert workspace.resolver.catch_up(batch=300, progress=steps.append) == 1000
+    assert steps == [300, 300, 300, 100]
+    assert processing_status(workspace.engine)["events_unresolved"] == 0

@@ -183,6 +183,9 @@ async def serve_collection(app: Any, scope: dict, receive: Any, send: Any) -> bo
 
 
 def _route(path: str, kind: str, schema: dict[str, Any], summary: str, name: str) -> None:
+    """Document the path (OpenAPI) and register its kind. In Klantbeeld's app the requests are
+    answered by :func:`serve_collection` before routing; the route serves them only where the
+    router is mounted in another app."""
     KINDS[path] = kind
 
     async def endpoint(request: Request) -> Response:
